@@ -1,0 +1,78 @@
+"""Authentication and the explicit per-route permission dependencies."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.security import OAuth2PasswordBearer
+
+from app.auth import tokens
+from app.auth.permissions import SCOPES, Role
+from app.auth.principal import Principal
+from app.core.config import get_settings
+from app.core.errors import Forbidden, Unauthorized
+
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
+
+
+async def current_principal(
+    token: Annotated[str | None, Depends(oauth2_scheme)],
+) -> Principal:
+    if not token:
+        raise Unauthorized()
+    try:
+        claims = tokens.decode(get_settings(), token, expected_type="access")
+    except tokens.InvalidToken as exc:
+        raise Unauthorized(
+            "The access token is invalid or expired.", "访问令牌无效或已过期。"
+        ) from exc
+    kind, _, raw_id = str(claims["sub"]).partition(":")
+    if kind not in {"user", "service"} or not raw_id.isdigit():
+        raise Unauthorized()
+    role = claims.get("role")
+    return Principal(
+        kind=kind,
+        id=int(raw_id),
+        role=Role(role) if role else None,
+        scopes=frozenset(claims.get("scopes") or ()),
+    )
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+def require(scope: str) -> Any:
+    """A dependency that admits only principals holding `scope`; tests read `.required_scope`."""
+    if scope not in SCOPES:
+        raise ValueError(f"unknown scope {scope}")
+
+    async def _check(principal: CurrentPrincipal) -> Principal:
+        if scope not in principal.scopes:
+            raise Forbidden(f"This needs the '{scope}' permission.", f"此操作需要“{scope}”权限。")
+        return principal
+
+    _check.required_scope = scope  # type: ignore[attr-defined]
+    return Depends(_check)
+
+
+def RequireScope(scope: str) -> Any:
+    return Annotated[Principal, require(scope)]
+
+
+async def _public(request: Request) -> None:
+    return None
+
+
+_public.required_scope = "public"  # type: ignore[attr-defined]
+# Marks a route that deliberately needs no principal (login, health, webhooks with signatures).
+Public = Depends(_public)
+
+
+async def _authenticated(principal: CurrentPrincipal) -> Principal:
+    return principal
+
+
+_authenticated.required_scope = "authenticated"  # type: ignore[attr-defined]
+# Any signed-in principal, whatever its scopes (e.g. GET /users/me).
+Authenticated = Annotated[Principal, Depends(_authenticated)]

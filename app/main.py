@@ -1,0 +1,91 @@
+"""Application factory: routers, middleware, problem handlers and the database lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.routing import APIRoute
+
+from app.audit.router import router as audit_router
+from app.auth.router import router as auth_router
+from app.core.config import Settings, get_settings
+from app.core.db import build_engine, build_sessionmaker, resolve_database_url
+from app.core.errors import install_error_handlers
+from app.core.logging import configure_logging
+from app.core.middleware import RequestContextMiddleware
+from app.core.responses import FastJSONResponse
+from app.ops.router import router as ops_router
+
+API_PREFIX = "/api/v1"
+
+
+# Every feature router, mounted under API_PREFIX; ops routes are mounted at the root.
+FEATURE_ROUTERS: list[APIRouter] = [auth_router, audit_router]
+
+
+def iter_routes() -> Iterator[tuple[str, APIRoute]]:
+    """Every API route with its full path (for the permission and route-matrix tests)."""
+    for route in ops_router.routes:
+        if isinstance(route, APIRoute):
+            yield route.path, route
+    for router in FEATURE_ROUTERS:
+        for route in router.routes:
+            if isinstance(route, APIRoute):
+                yield API_PREFIX + route.path, route
+
+
+def create_app(settings: Settings | None = None, database_url: str | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # The embedded start blocks (initdb, pg_ctl): keep it off the event loop.
+        url = database_url or await asyncio.to_thread(resolve_database_url, settings)
+        assert url
+        engine = build_engine(url, settings)
+        app.state.engine = engine
+        app.state.sessionmaker = build_sessionmaker(engine)
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    app = FastAPI(
+        title="Customer information service",
+        version="1.0.0",
+        description=(
+            "Customers, interactions, tags and segments in one place. Errors are RFC 9457 "
+            "problem+json; lists use keyset pagination (`limit`, `cursor`, `next_cursor`)."
+        ),
+        lifespan=lifespan,
+        default_response_class=FastJSONResponse,
+    )
+    install_error_handlers(app)
+    app.include_router(ops_router)
+    for router in FEATURE_ROUTERS:
+        app.include_router(router, prefix=API_PREFIX)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["ETag", "X-Request-ID", "Location"],
+        )
+    app.add_middleware(
+        RequestContextMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        max_upload_bytes=settings.max_upload_bytes,
+    )
+    return app
+
+
+def app_factory() -> FastAPI:
+    """Entry point for uvicorn --factory."""
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    return create_app(settings)

@@ -1,0 +1,6 @@
+"""ORM models, one module per aggregate; importing this package registers every table."""
+
+from app.models.audit import AuditLog
+from app.models.user import LoginFailure, RefreshToken, ServiceAccount, User
+
+__all__ = ["AuditLog", "LoginFailure", "RefreshToken", "ServiceAccount", "User"]

@@ -1,0 +1,65 @@
+"""Factory functions with keyword defaults for test data."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from functools import lru_cache
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.auth import passwords, tokens
+from app.auth.permissions import ROLE_SCOPES, Role
+from app.core.config import get_settings
+
+_seq = itertools.count(1)
+DEFAULT_PASSWORD = "correct-horse-42"
+
+
+@lru_cache
+def _default_hash() -> str:
+    return passwords.hash_secret(DEFAULT_PASSWORD)
+
+
+@dataclass
+class TestUser:
+    id: int
+    email: str
+    role: Role
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+def access_token_for(user_id: int, role: Role) -> str:
+    return tokens.issue_access(
+        get_settings(),
+        subject=f"user:{user_id}",
+        role=role,
+        scopes=sorted(ROLE_SCOPES[role]),
+    )
+
+
+async def make_user(
+    engine: AsyncEngine,
+    *,
+    role: Role = Role.sales,
+    email: str | None = None,
+    password: str | None = None,
+    is_active: bool = True,
+) -> TestUser:
+    email = email or f"{role.value}{next(_seq)}@example.com"
+    pw_hash = passwords.hash_secret(password) if password else _default_hash()
+    async with engine.begin() as conn:
+        user_id = await conn.scalar(
+            text(
+                "INSERT INTO users (email, password_hash, role, is_active) "
+                "VALUES (:e, :h, :r, :a) RETURNING id"
+            ),
+            {"e": email, "h": pw_hash, "r": role.value, "a": is_active},
+        )
+    assert user_id is not None
+    return TestUser(id=int(user_id), email=email, role=role, token=access_token_for(user_id, role))

@@ -1,0 +1,161 @@
+"""Platform: permissions on every route, the role table, OpenAPI drift, problems, operations."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.auth.permissions import ROLE_SCOPES, SCOPES, Role
+from app.main import create_app, iter_routes
+from tests.factories import make_user
+
+ROOT = Path(__file__).resolve().parent.parent
+_APP = create_app(database_url="postgresql+asyncpg://unused/unused")
+
+
+def _required_scopes(route: APIRoute) -> set[str]:
+    found: set[str] = set()
+
+    def walk(dependant: Any) -> None:
+        scope = getattr(dependant.call, "required_scope", None)
+        if scope:
+            found.add(scope)
+        for sub in dependant.dependencies:
+            walk(sub)
+
+    walk(route.dependant)
+    return found
+
+
+def _api_routes(app: FastAPI) -> list[APIRoute]:
+    return [route for _, route in iter_routes()]
+
+
+def _full_paths() -> list[tuple[str, APIRoute]]:
+    return list(iter_routes())
+
+
+def test_route_listing_covers_the_served_document():
+    served = {
+        (method.upper(), path) for path, ops in _APP.openapi()["paths"].items() for method in ops
+    }
+    listed = {(m, p) for p, r in iter_routes() for m in r.methods if r.include_in_schema}
+    assert served == listed
+
+
+def test_every_route_declares_exactly_one_permission():
+    missing = [
+        f"{sorted(r.methods)} {r.path}" for r in _api_routes(_APP) if not _required_scopes(r)
+    ]
+    assert missing == []
+    several = [r.path for r in _api_routes(_APP) if len(_required_scopes(r)) > 1]
+    assert several == []
+
+
+def test_every_route_has_a_summary_docstring():
+    assert [r.path for r in _api_routes(_APP) if not (r.endpoint.__doc__ or "").strip()] == []
+
+
+def test_role_table_uses_only_known_scopes():
+    for role, scopes in ROLE_SCOPES.items():
+        assert scopes <= set(SCOPES), role
+    assert ROLE_SCOPES[Role.admin] == frozenset(SCOPES)
+    assert set(ROLE_SCOPES) == set(Role)
+
+
+def _matrix() -> list[Any]:
+    cases = []
+    for full_path, route in _full_paths():
+        (scope,) = _required_scopes(route)
+        if scope in {"public", "authenticated"}:
+            continue
+        for method in sorted(route.methods):
+            for role in Role:
+                cases.append(
+                    pytest.param(
+                        method,
+                        full_path,
+                        role,
+                        scope in ROLE_SCOPES[role],
+                        id=f"{method} {full_path} {role.value}",
+                    )
+                )
+    return cases
+
+
+@pytest.mark.parametrize(("method", "path", "role", "allowed"), _matrix())
+async def test_role_matrix(
+    client: httpx.AsyncClient,
+    engine: AsyncEngine,
+    method: str,
+    path: str,
+    role: Role,
+    allowed: bool,
+):
+    """Generated from ROLE_SCOPES: a role without the route's scope gets 403, else not 401/403."""
+    user = await make_user(engine, role=role)
+    url = path.replace("{", "").replace("}", "")
+    for name in ("user_id", "account_id", "code", "id"):
+        url = url.replace(name, "999999" if name != "code" else "C20990101001")
+    r = await client.request(method, url, headers=user.headers, json={})
+    if allowed:
+        assert r.status_code not in (401, 403), r.text
+    else:
+        assert r.status_code == 403, r.text
+        assert r.headers["content-type"] == "application/problem+json"
+
+
+def test_openapi_document_matches_the_app():
+    committed = json.loads((ROOT / "openapi" / "openapi.json").read_text())
+    served = json.loads(json.dumps(_APP.openapi()))
+    assert committed == served, "run `crm openapi` to regenerate openapi/openapi.json"
+
+
+async def test_health_ready_metrics(client: httpx.AsyncClient):
+    assert (await client.get("/healthz")).json() == {"status": "ok"}
+    assert (await client.get("/readyz")).json() == {"status": "ready"}
+    m = await client.get("/metrics")
+    assert m.status_code == 200 and "crm_http_requests_total" in m.text
+
+
+async def test_request_id_is_echoed_or_generated(client: httpx.AsyncClient):
+    mine = await client.get("/healthz", headers={"X-Request-ID": "abc-123"})
+    assert mine.headers["x-request-id"] == "abc-123"
+    generated = await client.get("/healthz", headers={"X-Request-ID": "bad id with spaces"})
+    assert generated.headers["x-request-id"] != "bad id with spaces"
+    assert len(generated.headers["x-request-id"]) == 32
+
+
+async def test_unknown_route_and_method_are_problems(client: httpx.AsyncClient):
+    r = await client.get("/api/v1/nowhere")
+    assert r.status_code == 404
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.json()["status"] == 404
+    m = await client.put("/healthz")
+    assert m.status_code == 405 and m.json()["type"].endswith("method-not-allowed")
+
+
+async def test_oversized_body_is_413(client: httpx.AsyncClient, engine: AsyncEngine):
+    admin = await make_user(engine, role=Role.admin)
+    big = {"name": "x" * (3 * 1024 * 1024)}
+    r = await client.post("/api/v1/service-accounts", json=big, headers=admin.headers)
+    assert r.status_code == 413
+    assert r.headers["content-type"] == "application/problem+json"
+
+
+async def test_malformed_json_is_422_problem(client: httpx.AsyncClient, engine: AsyncEngine):
+    admin = await make_user(engine, role=Role.admin)
+    r = await client.post(
+        "/api/v1/service-accounts",
+        content=b"{not json",
+        headers={**admin.headers, "content-type": "application/json"},
+    )
+    assert r.status_code == 422
+    assert r.headers["content-type"] == "application/problem+json"
