@@ -18,13 +18,22 @@ from app.core.errors import install_error_handlers
 from app.core.logging import configure_logging
 from app.core.middleware import RequestContextMiddleware
 from app.core.responses import FastJSONResponse
+from app.customers.router import router as customers_router
+from app.fields.router import router as fields_router
+from app.meta.router import router as meta_router
 from app.ops.router import router as ops_router
 
 API_PREFIX = "/api/v1"
 
 
 # Every feature router, mounted under API_PREFIX; ops routes are mounted at the root.
-FEATURE_ROUTERS: list[APIRouter] = [auth_router, audit_router]
+FEATURE_ROUTERS: list[APIRouter] = [
+    auth_router,
+    audit_router,
+    customers_router,
+    fields_router,
+    meta_router,
+]
 
 
 def iter_routes() -> Iterator[tuple[str, APIRoute]]:

@@ -27,7 +27,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from app.cli import run_migrations
 from app.core.config import get_settings
-from app.core.db import build_engine, build_sessionmaker, start_embedded, to_async_url
+from app.core.db import (
+    build_engine,
+    build_sessionmaker,
+    create_database,
+    start_embedded,
+    to_async_url,
+)
 from app.main import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,7 +61,7 @@ async def _create_db(server_url: str, name: str) -> None:
 
     conn = await asyncpg.connect(_admin_conn_url(server_url))
     try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
+        await create_database(conn, name)
     finally:
         await conn.close()
 

@@ -72,9 +72,31 @@ async def ensure_database(server_url: str, name: str) -> None:
     try:
         exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
         if not exists:
-            await conn.execute(f'CREATE DATABASE "{name}"')
+            await create_database(conn, name)
     finally:
         await conn.close()
+
+
+# pg_trgm builds trigrams only from characters the libc ctype calls alphanumeric; under plain
+# "C" Chinese names would be unsearchable. The first of these the server knows is used.
+UNICODE_LOCALES = ("C.UTF-8", "C.utf8", "en_US.UTF-8", "en_US.utf8")
+
+
+def create_database_sql(name: str, locale: str | None) -> str:
+    base = f"CREATE DATABASE \"{name}\" TEMPLATE template0 ENCODING 'UTF8'"
+    return f"{base} LOCALE '{locale}'" if locale else base
+
+
+async def create_database(conn: Any, name: str) -> None:
+    """Create `name` with a Unicode-aware ctype on an open asyncpg connection."""
+    import asyncpg
+
+    for locale in (*UNICODE_LOCALES, None):
+        try:
+            await conn.execute(create_database_sql(name, locale))
+            return
+        except asyncpg.InvalidParameterValueError:
+            continue
 
 
 def _asyncpg_dsn(url: str) -> str:

@@ -171,6 +171,7 @@ def validation_errors(raw: list[Any]) -> list[dict[str, Any]]:
         msg = str(err.get("msg", "invalid"))
         if kind == "extra_forbidden":
             msg = "Unknown field; it cannot be set."
+        msg = msg.removeprefix("Value error, ")
         out.append(field_error(_loc_to_field(loc), msg, kind))
     return out
 

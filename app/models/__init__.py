@@ -1,6 +1,24 @@
 """ORM models, one module per aggregate; importing this package registers every table."""
 
 from app.models.audit import AuditLog
+from app.models.customer import (
+    Customer,
+    CustomerCodeCounter,
+    CustomField,
+    IdempotencyKey,
+    SourceChannel,
+)
 from app.models.user import LoginFailure, RefreshToken, ServiceAccount, User
 
-__all__ = ["AuditLog", "LoginFailure", "RefreshToken", "ServiceAccount", "User"]
+__all__ = [
+    "AuditLog",
+    "CustomField",
+    "Customer",
+    "CustomerCodeCounter",
+    "IdempotencyKey",
+    "LoginFailure",
+    "RefreshToken",
+    "ServiceAccount",
+    "SourceChannel",
+    "User",
+]

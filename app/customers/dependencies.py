@@ -1,0 +1,81 @@
+"""Request parsing shared by customer routes: If-Match and the filter query."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Header, Query, Request
+from pydantic import ValidationError
+
+from app.core.errors import PreconditionFailed, ValidationFailed, validation_errors
+from app.customers.schemas import CustomerFilter
+
+FILTER_LIST_KEYS = (
+    "owner",
+    "tier",
+    "lifecycle",
+    "status",
+    "source",
+    "industry",
+    "region",
+    "kind",
+    "flag",
+)
+FILTER_SCALAR_KEYS = ("q", "stale_days", "created_from", "created_to")
+
+
+def parse_if_match(
+    if_match: Annotated[str | None, Header(description='The ETag you read, e.g. "3"')] = None,
+) -> int | None:
+    if if_match is None or if_match.strip() == "*":
+        return None
+    raw = if_match.strip().removeprefix("W/").strip('"')
+    if not raw.isdigit():
+        raise PreconditionFailed("If-Match must be an ETag this API gave you.")
+    return int(raw)
+
+
+def filter_from_query(request: Request) -> CustomerFilter:
+    """Build the filter from the query string: repeated or comma-separated list values,
+    custom.<key>[.gte|.lte] for custom fields."""
+    params = request.query_params
+    data: dict[str, object] = {}
+    for key in FILTER_LIST_KEYS:
+        values = [v for raw in params.getlist(key) for v in raw.split(",") if v.strip()]
+        if values:
+            data[key] = [v.strip() for v in values]
+    for key in FILTER_SCALAR_KEYS:
+        if key in params:
+            data[key] = params[key]
+    custom = {k.removeprefix("custom."): v for k, v in params.items() if k.startswith("custom.")}
+    if custom:
+        data["custom"] = custom
+    try:
+        return CustomerFilter.model_validate(data)
+    except ValidationError as exc:
+        raise ValidationFailed(errors=validation_errors(list(exc.errors()))) from exc
+
+
+def filter_query_docs(
+    q: Annotated[
+        str | None,
+        Query(
+            description="Name, contact, phone, email or code; pinyin "
+            "initials (zjl → 张经理) and small typos are found"
+        ),
+    ] = None,
+    owner: Annotated[list[str] | None, Query(description="User id, `me` or `none`")] = None,
+    tier: Annotated[list[str] | None, Query()] = None,
+    lifecycle: Annotated[list[str] | None, Query()] = None,
+    status: Annotated[list[str] | None, Query(description="Cooperation status")] = None,
+    source: Annotated[list[str] | None, Query()] = None,
+    industry: Annotated[list[str] | None, Query()] = None,
+    region: Annotated[list[str] | None, Query()] = None,
+    kind: Annotated[list[str] | None, Query()] = None,
+    flag: Annotated[list[str] | None, Query()] = None,
+    stale_days: Annotated[int | None, Query(ge=1, le=3650)] = None,
+    created_from: Annotated[str | None, Query()] = None,
+    created_to: Annotated[str | None, Query()] = None,
+) -> None:
+    """Declares the filter parameters for the OpenAPI document; parsing is filter_from_query."""
+    return None

@@ -1,0 +1,101 @@
+"""Normalizing phones and emails, masking PII, and building the search text (pinyin included)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+import phonenumbers
+from pypinyin import Style, lazy_pinyin
+
+DEFAULT_REGION = "CN"
+_DIGITS = re.compile(r"\D+")
+
+
+def normalize_phone(raw: str, region: str = DEFAULT_REGION) -> str | None:
+    """E.164 for a valid number in any usual format (+86 138-1234-5678, 0755 8888 6666)."""
+    text = raw.strip()
+    if not text:
+        return None
+    try:
+        parsed = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(parsed):
+        return None
+    return str(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164))
+
+
+def phone_search_digits(raw: str) -> str:
+    """The digits a user would type to find this phone: national number without country code."""
+    e164 = normalize_phone(raw)
+    if e164 is None:
+        return _DIGITS.sub("", raw)
+    parsed = phonenumbers.parse(e164)
+    return str(parsed.national_number)
+
+
+def mask_phone(value: str | None) -> str | None:
+    """138****5678 style: the first three and last four digits of the national number."""
+    if not value:
+        return value
+    digits = phone_search_digits(value)
+    if len(digits) < 8:
+        return "*" * len(digits)
+    return digits[:3] + "*" * (len(digits) - 7) + digits[-4:]
+
+
+def mask_email(value: str | None) -> str | None:
+    if not value or "@" not in value:
+        return value
+    local, _, domain = value.partition("@")
+    return (local[:1] or "*") + "***@" + domain
+
+
+def mask_text(value: str | None) -> str | None:
+    """For ids (WeChat, ID numbers): keep the ends only."""
+    if not value:
+        return value
+    if len(value) <= 4:
+        return "*" * len(value)
+    return value[:2] + "*" * (len(value) - 4) + value[-2:]
+
+
+def pinyin_forms(text: str) -> tuple[str, str]:
+    """Full pinyin and initials of `text` ('张经理' → zhangjingli, zjl)."""
+    full = "".join(lazy_pinyin(text, errors="ignore"))
+    initials = "".join(lazy_pinyin(text, style=Style.FIRST_LETTER, errors="ignore"))
+    return full.lower(), initials.lower()
+
+
+def search_text(
+    *,
+    code: str,
+    name: str,
+    contact_names: Iterable[str],
+    phones: Iterable[str],
+    emails: Iterable[str],
+) -> str:
+    """One lower-cased field the trigram index covers: names, pinyin, code, phone digits, email."""
+    parts = [code.lower(), name.lower(), *pinyin_forms(name)]
+    for contact in contact_names:
+        if contact:
+            parts.extend([contact.lower(), *pinyin_forms(contact)])
+    for phone in phones:
+        if phone:
+            parts.append(phone_search_digits(phone))
+    for email in emails:
+        if email:
+            parts.append(email.lower())
+    return " ".join(p for p in parts if p)
+
+
+def query_forms(q: str) -> tuple[str, str | None]:
+    """(text form, digits form) of a search query; digits only when it looks like a phone."""
+    text = q.strip().lower()
+    stripped = re.sub(r"[\s+().-]", "", text)
+    if stripped.isdigit() and len(stripped) >= 4:
+        if len(stripped) > 11 and stripped.startswith("86"):
+            stripped = stripped[2:]  # +86 typed in front of a mainland number
+        return text, stripped
+    return text, None

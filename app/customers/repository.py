@@ -1,0 +1,432 @@
+"""All customer SQL. Visibility lives here, in `readable` and `writable`, and nowhere else."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    DateTime,
+    Numeric,
+    Select,
+    and_,
+    case,
+    cast,
+    false,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+    true,
+    update,
+)
+from sqlalchemy.dialects.postgresql import DOUBLE_PRECISION, JSONB, insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.auth.principal import Principal
+from app.models.customer import Customer, CustomField, IdempotencyKey, SourceChannel
+
+C = Customer.__table__.c
+
+# Columns a read returns (search_text and bookkeeping stay inside).
+READ_COLUMNS = [
+    C.id,
+    C.code,
+    C.kind,
+    C.name,
+    C.contacts,
+    C.phone,
+    C.email,
+    C.industry,
+    C.province,
+    C.city,
+    C.address,
+    C.employee_band,
+    C.revenue_band,
+    C.gender,
+    C.age_band,
+    C.occupation,
+    C.price_sensitivity,
+    C.consumption_habits,
+    C.source,
+    C.referrer,
+    C.first_contact_at,
+    C.core_needs,
+    C.need_tags,
+    C.budget,
+    C.need_priority,
+    C.decision_makers,
+    C.owner_id,
+    C.last_follow_up_at,
+    C.next_follow_up_at,
+    C.lifecycle,
+    C.lifecycle_baseline,
+    C.value_tier,
+    C.activity,
+    C.rfm_r,
+    C.rfm_f,
+    C.rfm_m,
+    C.rfm_segment,
+    C.cooperation_status,
+    C.first_cooperation_date,
+    C.last_cooperation_date,
+    C.products,
+    C.contract_amount,
+    C.flags,
+    C.custom,
+    C.version,
+    C.created_at,
+    C.updated_at,
+    C.created_by,
+    C.updated_by,
+    C.deleted_at,
+]
+
+
+def readable(principal: Principal, *, include_deleted: bool = False) -> ColumnElement[bool]:
+    """The customers `principal` may see: a sales rep sees their own and the shared pool."""
+    live = true() if include_deleted else C.deleted_at.is_(None)
+    if principal.own_customers_only:
+        return and_(live, or_(C.owner_id == principal.user_id, C.owner_id.is_(None)))
+    if principal.kind in {"user", "service", "system"}:
+        return live
+    return false()
+
+
+def writable(principal: Principal) -> ColumnElement[bool]:
+    """The customers `principal` may change: a sales rep only their own (claim the pool first)."""
+    if principal.own_customers_only:
+        return and_(C.deleted_at.is_(None), C.owner_id == principal.user_id)
+    return C.deleted_at.is_(None)
+
+
+async def customer_id_for(
+    session: AsyncSession, principal: Principal, code: str, *, for_write: bool = False
+) -> int | None:
+    """The id behind a code the caller may see (or change); None means 404 for the caller."""
+    cond = writable(principal) if for_write else readable(principal)
+    return await session.scalar(select(C.id).where(C.code == code, cond))
+
+
+async def get(
+    session: AsyncSession, principal: Principal, code: str, *, include_deleted: bool = False
+) -> dict[str, Any] | None:
+    row = (
+        (
+            await session.execute(
+                select(*READ_COLUMNS).where(
+                    C.code == code, readable(principal, include_deleted=include_deleted)
+                )
+            )
+        )
+        .mappings()
+        .first()
+    )
+    return dict(row) if row else None
+
+
+async def lock_for_update(
+    session: AsyncSession, principal: Principal, code: str
+) -> dict[str, Any] | None:
+    row = (
+        (
+            await session.execute(
+                select(*READ_COLUMNS, C.search_text)
+                .where(C.code == code, writable(principal))
+                .with_for_update()
+            )
+        )
+        .mappings()
+        .first()
+    )
+    return dict(row) if row else None
+
+
+async def next_code(session: AsyncSession, day: date) -> str:
+    """Take the next per-day number. The counter row stays locked until commit: gap-free."""
+    value = await session.scalar(
+        text(
+            "INSERT INTO customer_code_counters (day, last_value) VALUES (:day, 1) "
+            "ON CONFLICT (day) DO UPDATE SET last_value = customer_code_counters.last_value + 1 "
+            "RETURNING last_value"
+        ),
+        {"day": day},
+    )
+    assert value is not None
+    return f"C{day:%Y%m%d}{int(value):03d}"
+
+
+async def insert_customer(session: AsyncSession, values: dict[str, Any]) -> dict[str, Any]:
+    row = (
+        (await session.execute(insert(Customer).values(**values).returning(*READ_COLUMNS)))
+        .mappings()
+        .one()
+    )
+    return dict(row)
+
+
+async def update_customer(
+    session: AsyncSession, customer_id: int, values: dict[str, Any]
+) -> dict[str, Any]:
+    row = (
+        (
+            await session.execute(
+                update(Customer)
+                .where(C.id == customer_id)
+                .values(**values, version=C.version + 1, updated_at=func.now())
+                .returning(*READ_COLUMNS)
+            )
+        )
+        .mappings()
+        .one()
+    )
+    return dict(row)
+
+
+async def set_deleted(
+    session: AsyncSession, customer_id: int, *, deleted: bool, actor: str
+) -> dict[str, Any]:
+    values: dict[str, Any] = (
+        {"deleted_at": func.now(), "deleted_by": actor}
+        if deleted
+        else {"deleted_at": None, "deleted_by": None}
+    )
+    return await update_customer(session, customer_id, {**values, "updated_by": actor})
+
+
+async def deleted_customer_id(session: AsyncSession, code: str) -> int | None:
+    return await session.scalar(select(C.id).where(C.code == code, C.deleted_at.is_not(None)))
+
+
+async def user_exists(session: AsyncSession, user_id: int) -> bool:
+    return bool(
+        await session.scalar(
+            text("SELECT EXISTS (SELECT 1 FROM users WHERE id = :id AND is_active)"),
+            {"id": user_id},
+        )
+    )
+
+
+# ---- source channels and custom fields -------------------------------------------------------
+
+
+async def source_channels(session: AsyncSession) -> list[SourceChannel]:
+    return list((await session.scalars(select(SourceChannel).order_by(SourceChannel.code))).all())
+
+
+async def custom_fields(
+    session: AsyncSession, *, include_retired: bool = False
+) -> list[CustomField]:
+    stmt = select(CustomField).order_by(CustomField.id)
+    if not include_retired:
+        stmt = stmt.where(CustomField.retired_at.is_(None))
+    return list((await session.scalars(stmt)).all())
+
+
+# ---- idempotency -----------------------------------------------------------------------------
+
+
+async def claim_idempotency_key(
+    session: AsyncSession, principal: str, key: str, request_hash: str
+) -> IdempotencyKey | None:
+    """Reserve the key in this transaction; if it exists already, return the stored record.
+
+    A concurrent request with the same key waits on the primary key until the first commits.
+    """
+    inserted = await session.scalar(
+        insert(IdempotencyKey)
+        .values(principal=principal, key=key, request_hash=request_hash)
+        .on_conflict_do_nothing()
+        .returning(IdempotencyKey.key)
+    )
+    if inserted is not None:
+        return None
+    return await session.scalar(
+        select(IdempotencyKey).where(
+            IdempotencyKey.principal == principal, IdempotencyKey.key == key
+        )
+    )
+
+
+async def store_idempotent_response(
+    session: AsyncSession, principal: str, key: str, status_code: int, response: dict[str, Any]
+) -> None:
+    await session.execute(
+        update(IdempotencyKey)
+        .where(IdempotencyKey.principal == principal, IdempotencyKey.key == key)
+        .values(status_code=status_code, response=cast(response, JSONB))
+    )
+
+
+# ---- list ------------------------------------------------------------------------------------
+
+SORT_COLUMNS = {
+    "created_at": C.created_at,
+    "updated_at": C.updated_at,
+    "name": C.name,
+    "code": C.code,
+    "contract_amount": C.contract_amount,
+    "last_follow_up_at": C.last_follow_up_at,
+    "next_follow_up_at": C.next_follow_up_at,
+}
+
+
+def search_condition(text_q: str, digits: str | None) -> tuple[ColumnElement[bool], Any]:
+    """Substring (trigram-indexed ILIKE) or fuzzy word similarity; the score ranks results."""
+    like = "%" + text_q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    conds: list[ColumnElement[bool]] = [C.search_text.ilike(like)]
+    if digits:
+        conds.append(C.search_text.like("%" + digits + "%"))
+    if len(text_q) >= 3:
+        # `<%` is word_similarity above pg_trgm.word_similarity_threshold: tolerates typos.
+        conds.append(literal(text_q).op("<%")(C.search_text))
+    # float8 throughout, so a score survives the JSON round trip of a cursor exactly.
+    score = cast(
+        case((func.lower(C.code) == text_q, 2.0), else_=0.0)
+        + case((func.lower(C.name) == text_q, 1.0), else_=0.0)
+        + cast(func.word_similarity(text_q, C.search_text), DOUBLE_PRECISION),
+        DOUBLE_PRECISION,
+    )
+    return or_(*conds), score
+
+
+def filter_conditions(
+    f: dict[str, Any], principal: Principal, now: datetime
+) -> list[ColumnElement[bool]]:
+    conds: list[ColumnElement[bool]] = []
+    owners = f.get("owner") or []
+    if owners:
+        parts: list[ColumnElement[bool]] = []
+        ids = []
+        for o in owners:
+            if o == "none":
+                parts.append(C.owner_id.is_(None))
+            elif o == "me":
+                ids.append(principal.user_id or -1)
+            else:
+                ids.append(int(o))
+        if ids:
+            parts.append(C.owner_id.in_(ids))
+        conds.append(or_(*parts))
+    for key, col in (
+        ("tier", C.value_tier),
+        ("lifecycle", C.lifecycle),
+        ("status", C.cooperation_status),
+        ("source", C.source),
+        ("kind", C.kind),
+    ):
+        if f.get(key):
+            conds.append(col.in_(f[key]))
+    if f.get("industry"):
+        divisions = [i for i in f["industry"] if len(i) == 2]
+        sections = [i for i in f["industry"] if len(i) == 1]
+        from app.customers.industries import DIVISIONS
+
+        for s in sections:
+            divisions.extend(code for code, (sec, _) in DIVISIONS.items() if sec == s)
+        conds.append(C.industry.in_(divisions + sections))
+    if f.get("region"):
+        conds.append(or_(C.province.in_(f["region"]), C.city.in_(f["region"])))
+    if f.get("flag"):
+        conds.append(C.flags.overlap(f["flag"]))
+    if f.get("stale_days"):
+        cutoff = now - timedelta(days=int(f["stale_days"]))
+        conds.append(
+            or_(
+                C.last_follow_up_at < cutoff,
+                and_(C.last_follow_up_at.is_(None), C.created_at < cutoff),
+            )
+        )
+    if f.get("created_from"):
+        conds.append(C.created_at >= f["created_from"])
+    if f.get("created_to"):
+        conds.append(C.created_at < f["created_to"])
+    return conds
+
+
+def custom_condition(key: str, op: str, value: Any, field_type: str) -> ColumnElement[bool]:
+    if op == "eq":
+        contains: ColumnElement[bool] = C.custom.contains({key: value})
+        return contains
+    accessor = C.custom[key].astext
+    typed: Any = accessor.cast(Numeric) if field_type == "number" else accessor
+    cond: ColumnElement[bool] = typed >= value if op == "gte" else typed <= value
+    return cond
+
+
+def _coerce(col: Any, value: Any) -> Any:
+    """Cursor values travel as JSON strings; give them back their column's type."""
+    if value is None:
+        return None
+    if isinstance(col.type, DateTime):
+        return datetime.fromisoformat(value)
+    if isinstance(col.type, Numeric):
+        return Decimal(str(value))
+    return value
+
+
+def list_statement(
+    principal: Principal,
+    filters: dict[str, Any],
+    *,
+    sort: str,
+    after: list[Any] | None,
+    limit: int,
+    now: datetime,
+    extra: list[ColumnElement[bool]] | None = None,
+) -> Select[Any]:
+    conds = [readable(principal), *filter_conditions(filters, principal, now), *(extra or [])]
+    q = filters.get("q")
+    score = None
+    if q:
+        from app.customers.normalize import query_forms
+
+        text_q, digits = query_forms(q)
+        cond, score = search_condition(text_q, digits)
+        conds.append(cond)
+    if sort == "relevance":
+        if score is None:
+            sort = "-created_at"
+        else:
+            stmt = select(*READ_COLUMNS, score.label("_score")).where(*conds)
+            if after is not None:
+                s_val, s_id = after
+                conds_after = or_(score < s_val, and_(score == s_val, C.id > s_id))
+                stmt = stmt.where(conds_after)
+            return stmt.order_by(score.desc(), C.id.asc()).limit(limit)
+    desc = sort.startswith("-")
+    col = SORT_COLUMNS[sort.lstrip("-")]
+    stmt = select(*READ_COLUMNS, col.label("_sort")).where(*conds)
+    if after is not None:
+        c_null, c_val, c_id = after
+        c_val = _coerce(col, c_val)
+        if desc:
+            if c_null:
+                stmt = stmt.where(col.is_(None), C.id < c_id)
+            else:
+                stmt = stmt.where(or_(col.is_(None), col < c_val, and_(col == c_val, C.id < c_id)))
+        elif c_null:
+            stmt = stmt.where(col.is_(None), C.id > c_id)
+        else:
+            stmt = stmt.where(or_(col.is_(None), col > c_val, and_(col == c_val, C.id > c_id)))
+    nulls_last = col.is_(None).asc()
+    order = [nulls_last, col.desc(), C.id.desc()] if desc else [nulls_last, col.asc(), C.id.asc()]
+    return stmt.order_by(*order).limit(limit)
+
+
+def count_statement(
+    principal: Principal,
+    filters: dict[str, Any],
+    now: datetime,
+    extra: list[ColumnElement[bool]] | None = None,
+) -> Select[Any]:
+    conds = [readable(principal), *filter_conditions(filters, principal, now), *(extra or [])]
+    if filters.get("q"):
+        from app.customers.normalize import query_forms
+
+        text_q, digits = query_forms(filters["q"])
+        conds.append(search_condition(text_q, digits)[0])
+    return select(func.count()).select_from(Customer.__table__).where(*conds)
