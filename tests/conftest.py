@@ -97,22 +97,47 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 
 
 _TABLES: list[str] = []
+_SEEDED: list[str] = []
+
+
+async def _snapshot_seed_data(engine: AsyncEngine) -> None:
+    """Remember the rows migrations seed (sources, categories, rules) to restore per test."""
+    async with engine.begin() as conn:
+        rows = await conn.execute(
+            text(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+                "AND tablename <> 'alembic_version' ORDER BY tablename"
+            )
+        )
+        tables = [r[0] for r in rows]
+        await conn.execute(text("CREATE SCHEMA IF NOT EXISTS test_seed"))
+        for table in tables:
+            has_rows = await conn.scalar(text(f'SELECT EXISTS (SELECT 1 FROM "{table}")'))
+            if has_rows:
+                await conn.execute(
+                    text(f'CREATE TABLE test_seed."{table}" AS TABLE public."{table}"')
+                )
+                _SEEDED.append(table)
+            else:
+                _TABLES.append(table)
 
 
 @pytest.fixture(autouse=True)
 async def clean_tables(engine: AsyncEngine) -> None:
-    """Every test starts from empty tables (the audit triggers are bypassed for this only)."""
+    """Every test starts from the freshly migrated state (audit triggers bypassed for this)."""
+    if not _TABLES and not _SEEDED:
+        await _snapshot_seed_data(engine)
     async with engine.begin() as conn:
-        if not _TABLES:
-            rows = await conn.execute(
-                text(
-                    "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
-                    "AND tablename <> 'alembic_version'"
-                )
-            )
-            _TABLES.extend(r[0] for r in rows)
         await conn.execute(text("SET LOCAL session_replication_role = replica"))
         await conn.execute(text(f"TRUNCATE {', '.join(_TABLES)} RESTART IDENTITY CASCADE"))
+        for table in _SEEDED:
+            await conn.execute(text(f'DELETE FROM public."{table}"'))
+            await conn.execute(
+                text(
+                    f'INSERT INTO public."{table}" OVERRIDING SYSTEM VALUE '
+                    f'SELECT * FROM test_seed."{table}"'
+                )
+            )
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -24,6 +25,8 @@ def _default_hash() -> str:
 
 @dataclass
 class TestUser:
+    __test__ = False  # a data class, not a test case
+
     id: int
     email: str
     role: Role
@@ -63,3 +66,17 @@ async def make_user(
         )
     assert user_id is not None
     return TestUser(id=int(user_id), email=email, role=role, token=access_token_for(user_id, role))
+
+
+async def make_customer(
+    client: Any,
+    user: TestUser,
+    *,
+    name: str = "北京某某科技有限公司",
+    expect: int = 201,
+    **fields: Any,
+) -> dict[str, Any]:
+    """Create a customer through the API as `user` and return its body."""
+    r = await client.post("/api/v1/customers", json={"name": name, **fields}, headers=user.headers)
+    assert r.status_code == expect, r.text
+    return r.json()  # type: ignore[no-any-return]
