@@ -20,6 +20,7 @@ from app.core.middleware import RequestContextMiddleware
 from app.core.responses import FastJSONResponse
 from app.customers.router import router as customers_router
 from app.fields.router import router as fields_router
+from app.identity.router import router as identity_router
 from app.meta.router import router as meta_router
 from app.ops.router import router as ops_router
 
@@ -30,6 +31,8 @@ API_PREFIX = "/api/v1"
 FEATURE_ROUTERS: list[APIRouter] = [
     auth_router,
     audit_router,
+    # Static /customers/... paths first, or /customers/{code} would capture them.
+    identity_router,
     customers_router,
     fields_router,
     meta_router,

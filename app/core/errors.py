@@ -80,6 +80,18 @@ class Conflict(AppError):
     detail_en, detail_zh = "The request conflicts with the current state.", "请求与当前状态冲突。"
 
 
+class Moved(AppError):
+    """A resource now lives under another key (a merged customer code → its survivor)."""
+
+    status, type, title = 308, "moved", "Moved permanently"
+    detail_en, detail_zh = "This record was merged into another.", "该记录已合并到另一条记录。"
+
+    def __init__(self, old_key: str, new_key: str) -> None:
+        super().__init__(extra={"survivor": new_key})
+        self.old_key = old_key
+        self.new_key = new_key
+
+
 class PreconditionFailed(AppError):
     status, type, title = 412, "precondition-failed", "Precondition failed"
     detail_en = "The resource was changed by someone else; reload it and retry."
@@ -143,6 +155,11 @@ def problem_response(
 
 
 def render_app_error(request: Request, exc: AppError) -> Response:
+    if isinstance(exc, Moved):
+        location = request.url.path.replace(f"/{exc.old_key}", f"/{exc.new_key}", 1)
+        if request.url.query:
+            location += "?" + request.url.query
+        exc.headers["Location"] = location
     return problem_response(
         request,
         status=exc.status,

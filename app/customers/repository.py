@@ -86,14 +86,21 @@ READ_COLUMNS = [
 ]
 
 
-def readable(principal: Principal, *, include_deleted: bool = False) -> ColumnElement[bool]:
-    """The customers `principal` may see: a sales rep sees their own and the shared pool."""
-    live = true() if include_deleted else C.deleted_at.is_(None)
+def readable_for(
+    principal: Principal, t: Any, *, include_deleted: bool = False
+) -> ColumnElement[bool]:
+    """The customers `principal` may see, for table or alias `t`: a sales rep sees their own
+    and the shared pool; every other role and service accounts see all."""
+    live = true() if include_deleted else t.deleted_at.is_(None)
     if principal.own_customers_only:
-        return and_(live, or_(C.owner_id == principal.user_id, C.owner_id.is_(None)))
+        return and_(live, or_(t.owner_id == principal.user_id, t.owner_id.is_(None)))
     if principal.kind in {"user", "service", "system"}:
         return live
     return false()
+
+
+def readable(principal: Principal, *, include_deleted: bool = False) -> ColumnElement[bool]:
+    return readable_for(principal, C, include_deleted=include_deleted)
 
 
 def writable(principal: Principal) -> ColumnElement[bool]:
@@ -197,8 +204,31 @@ async def set_deleted(
     return await update_customer(session, customer_id, {**values, "updated_by": actor})
 
 
+async def survivor_code(session: AsyncSession, code: str) -> str | None:
+    """Follow merge links from a merged code to the live survivor's code."""
+    found = await session.scalar(
+        text(
+            """
+            WITH RECURSIVE chain(id, merged_into, code, depth) AS (
+                SELECT id, merged_into, code, 0 FROM customers WHERE code = :code
+                UNION ALL
+                SELECT c.id, c.merged_into, c.code, chain.depth + 1
+                FROM customers c JOIN chain ON c.id = chain.merged_into
+                WHERE chain.depth < 20
+            )
+            SELECT code FROM chain WHERE merged_into IS NULL AND depth > 0
+            """
+        ),
+        {"code": code},
+    )
+    return None if found is None else str(found)
+
+
 async def deleted_customer_id(session: AsyncSession, code: str) -> int | None:
-    return await session.scalar(select(C.id).where(C.code == code, C.deleted_at.is_not(None)))
+    # A merged customer comes back by undoing its merge, not by a restore.
+    return await session.scalar(
+        select(C.id).where(C.code == code, C.deleted_at.is_not(None), C.merged_into.is_(None))
+    )
 
 
 async def user_exists(session: AsyncSession, user_id: int) -> bool:

@@ -16,7 +16,9 @@ from app.audit import service as audit
 from app.auth.principal import Principal
 from app.core.config import get_settings
 from app.core.errors import (
+    AppError,
     Forbidden,
+    Moved,
     NotFound,
     PreconditionFailed,
     ValidationFailed,
@@ -27,6 +29,8 @@ from app.customers import repository as repo
 from app.customers.industries import industry_label
 from app.customers.normalize import mask_email, mask_phone, mask_text, search_text
 from app.customers.schemas import CustomerCreate, CustomerFilter, CustomerUpdate
+from app.identity import repository as identity_repo
+from app.identity.names import name_key
 
 # Fields whose values are personal data: masked for callers without pii:read, and in audit rows.
 PII_FIELDS = ("phone", "email")
@@ -116,7 +120,7 @@ def to_public(row: dict[str, Any], principal: Principal) -> dict[str, Any]:
     }
 
 
-def _audit_view(row: dict[str, Any]) -> dict[str, Any]:
+def audit_view(row: dict[str, Any]) -> dict[str, Any]:
     """What the audit log keeps of a record: PII masked, so erasure never has to touch audit."""
     view = {k: v for k, v in row.items() if k not in {"id", "search_text", "version"}}
     view["phone"] = mask_phone(row.get("phone"))
@@ -125,10 +129,18 @@ def _audit_view(row: dict[str, Any]) -> dict[str, Any]:
     return orjson.loads(orjson.dumps(view, default=str))  # type: ignore[no-any-return]
 
 
+async def not_found_or_moved(session: AsyncSession, principal: Principal, code: str) -> AppError:
+    """A merged code answers with a redirect to its survivor, when the caller may see it."""
+    survivor = await repo.survivor_code(session, code)
+    if survivor is not None and await repo.customer_id_for(session, principal, survivor):
+        return Moved(code, survivor)
+    return NotFound(*NOT_FOUND)
+
+
 async def get(session: AsyncSession, principal: Principal, code: str) -> dict[str, Any]:
     row = await repo.get(session, principal, code)
     if row is None:
-        raise NotFound(*NOT_FOUND)
+        raise await not_found_or_moved(session, principal, code)
     return row
 
 
@@ -136,7 +148,7 @@ async def require_visible(session: AsyncSession, principal: Principal, code: str
     """The customer id when the caller may see it; NotFound otherwise (for other features)."""
     customer_id = await repo.customer_id_for(session, principal, code)
     if customer_id is None:
-        raise NotFound(*NOT_FOUND)
+        raise await not_found_or_moved(session, principal, code)
     return customer_id
 
 
@@ -149,7 +161,7 @@ async def require_writable(session: AsyncSession, principal: Principal, code: st
                 "Claim this customer from the shared pool before changing it.",
                 "请先从公海认领该客户再进行修改。",
             )
-        raise NotFound(*NOT_FOUND)
+        raise await not_found_or_moved(session, principal, code)
     return customer_id
 
 
@@ -265,7 +277,7 @@ def _columns_from(data: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
-def _search_text(record: dict[str, Any]) -> str:
+def search_text_of(record: dict[str, Any]) -> str:
     contacts = record.get("contacts") or []
     return search_text(
         code=record["code"],
@@ -340,15 +352,17 @@ async def create(
         updated_by=principal.subject,
     )
     values["flags"] = compute_flags(values, [])
-    values["search_text"] = _search_text(values)
+    values["search_text"] = search_text_of(values)
+    values["name_key"] = name_key(values["name"])
     row = await repo.insert_customer(session, values)
+    await identity_repo.record_candidates_for(session, row["id"])
     await audit.record(
         session,
         actor=principal,
         action="customer.create",
         entity_type="customer",
         entity_id=code,
-        changes=audit.diff({}, _audit_view(row)),
+        changes=audit.diff({}, audit_view(row)),
     )
     public = to_public(row, principal)
     if idempotency_key:
@@ -413,14 +427,18 @@ async def update(
     after = {**before, **patch}
     patch["flags"] = compute_flags(after, patch.get("flags", before["flags"]))
     after["flags"] = patch["flags"]
-    changes = audit.diff(_audit_view(before), _audit_view(after))
+    changes = audit.diff(audit_view(before), audit_view(after))
     changes.pop("updated_at", None)
     if not changes:
         return to_public(before, principal)
     if {"name", "contacts", "phone", "email"} & patch.keys():
-        patch["search_text"] = _search_text(after)
+        patch["search_text"] = search_text_of(after)
+    if "name" in patch:
+        patch["name_key"] = name_key(patch["name"])
     patch["updated_by"] = principal.subject
     row = await repo.update_customer(session, before["id"], patch)
+    if {"name", "phone", "email", "kind", "city"} & patch.keys():
+        await identity_repo.record_candidates_for(session, row["id"])
     await audit.record(
         session,
         actor=principal,

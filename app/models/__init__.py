@@ -8,6 +8,7 @@ from app.models.customer import (
     IdempotencyKey,
     SourceChannel,
 )
+from app.models.identity import CustomerMerge, DuplicateCandidate, WebhookInbox, WebhookSource
 from app.models.user import LoginFailure, RefreshToken, ServiceAccount, User
 
 __all__ = [
@@ -15,10 +16,14 @@ __all__ = [
     "CustomField",
     "Customer",
     "CustomerCodeCounter",
+    "CustomerMerge",
+    "DuplicateCandidate",
     "IdempotencyKey",
     "LoginFailure",
     "RefreshToken",
     "ServiceAccount",
     "SourceChannel",
     "User",
+    "WebhookInbox",
+    "WebhookSource",
 ]

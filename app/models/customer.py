@@ -80,6 +80,10 @@ class Customer(Timestamped, Base):
     custom: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default="{}")
     # Name, contact names, their pinyin and initials, code, phone digits, email: one trigram field.
     search_text: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
+    # Company/person name without legal suffixes, punctuation or width differences (identity).
+    name_key: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
+    external_ids: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default="{}")
+    merged_into: Mapped[int | None] = mapped_column(ForeignKey("customers.id"))
     version: Mapped[int] = mapped_column(Integer, nullable=False, server_default="1")
     created_by: Mapped[str | None] = mapped_column(String(80))
     updated_by: Mapped[str | None] = mapped_column(String(80))
