@@ -21,6 +21,7 @@ from app.core.responses import FastJSONResponse
 from app.customers.router import router as customers_router
 from app.fields.router import router as fields_router
 from app.identity.router import router as identity_router
+from app.ingest.router import router as ingest_router
 from app.meta.router import router as meta_router
 from app.ops.router import router as ops_router
 
@@ -36,6 +37,7 @@ FEATURE_ROUTERS: list[APIRouter] = [
     customers_router,
     fields_router,
     meta_router,
+    ingest_router,
 ]
 
 

@@ -94,7 +94,7 @@ def readable_for(
     live = true() if include_deleted else t.deleted_at.is_(None)
     if principal.own_customers_only:
         return and_(live, or_(t.owner_id == principal.user_id, t.owner_id.is_(None)))
-    if principal.kind in {"user", "service", "system"}:
+    if principal.kind in {"user", "service", "system", "webhook"}:
         return live
     return false()
 

@@ -1,0 +1,584 @@
+"""Webhook ingestion: verify, store in the inbox first, then resolve identity and record.
+
+An event is stored (and committed) before it is processed, so nothing a sender delivered is
+lost: a failure leaves it in the inbox with its error for an admin to retry. A replayed
+`webhook-id` finds its inbox row and has no second effect.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from app.audit import service as audit
+from app.auth.principal import Principal
+from app.core.errors import (
+    AppError,
+    Conflict,
+    NotFound,
+    Unauthorized,
+    ValidationFailed,
+    field_error,
+)
+from app.core.pagination import decode_cursor, encode_cursor
+from app.customers import service as customers
+from app.customers.industries import resolve_industry
+from app.customers.normalize import normalize_phone
+from app.customers.schemas import CustomerCreate
+from app.identity import service as identity
+from app.ingest import signature
+from app.ingest.schemas import (
+    DeliveryResult,
+    WebhookSourceCreate,
+    WebhookSourceCreated,
+    WebhookSourceRead,
+    WebhookSourceUpdate,
+)
+from app.models.customer import Customer
+from app.models.identity import WebhookInbox, WebhookSource
+from app.models.user import User
+
+C = Customer.__table__.c
+
+
+# ---- sources ---------------------------------------------------------------------------------
+
+
+def _read(s: WebhookSource) -> WebhookSourceRead:
+    return WebhookSourceRead(
+        id=s.id,
+        slug=s.slug,
+        name=s.name,
+        kind=s.kind,
+        channel=s.channel,
+        source_channel=s.source_channel,
+        chat_mode=s.chat_mode,
+        mapping=dict(s.mapping),
+        assignment=dict(s.assignment),
+        active=s.active,
+        secrets_active=len(s.secrets),
+        created_at=s.created_at,
+    )
+
+
+async def _source(session: AsyncSession, source_id: int) -> WebhookSource:
+    s = await session.get(WebhookSource, source_id)
+    if s is None:
+        raise NotFound("No such webhook source.", "Webhook 来源不存在。")
+    return s
+
+
+async def create_source(
+    session: AsyncSession, principal: Principal, data: WebhookSourceCreate
+) -> WebhookSourceCreated:
+    if await session.scalar(select(WebhookSource.id).where(WebhookSource.slug == data.slug)):
+        raise Conflict(errors=[field_error("slug", "exists", "duplicate")])
+    secret = signature.new_secret()
+    s = WebhookSource(
+        slug=data.slug,
+        name=data.name,
+        kind=data.kind,
+        channel=data.channel,
+        source_channel=data.source_channel,
+        chat_mode=data.chat_mode,
+        mapping=data.mapping,
+        assignment=data.assignment.model_dump(),
+        secrets=[secret],
+    )
+    session.add(s)
+    await session.flush()
+    await session.refresh(s)
+    await audit.record(
+        session,
+        actor=principal,
+        action="webhook_source.create",
+        entity_type="webhook_source",
+        entity_id=s.slug,
+    )
+    return WebhookSourceCreated(**_read(s).model_dump(), secret=secret)
+
+
+async def list_sources(session: AsyncSession) -> list[WebhookSourceRead]:
+    rows = await session.scalars(select(WebhookSource).order_by(WebhookSource.id))
+    return [_read(s) for s in rows.all()]
+
+
+async def get_source(session: AsyncSession, source_id: int) -> WebhookSourceRead:
+    return _read(await _source(session, source_id))
+
+
+async def update_source(
+    session: AsyncSession, principal: Principal, source_id: int, data: WebhookSourceUpdate
+) -> WebhookSourceRead:
+    s = await _source(session, source_id)
+    patch = data.model_dump(exclude_unset=True)
+    changed: list[str] = []
+    for key in ("name", "mapping", "channel", "source_channel", "chat_mode", "active"):
+        if key in patch and patch[key] is not None:
+            setattr(s, key, patch[key])
+            changed.append(key)
+    if data.assignment is not None:
+        s.assignment = data.assignment.model_dump()
+        changed.append("assignment")
+    if data.drop_old_secrets and len(s.secrets) > 1:
+        s.secrets = [s.secrets[-1]]
+        changed.append("secrets")
+    await session.flush()
+    await session.refresh(s)
+    await audit.record(
+        session,
+        actor=principal,
+        action="webhook_source.update",
+        entity_type="webhook_source",
+        entity_id=s.slug,
+        changes={"changed": sorted(changed)},
+    )
+    return _read(s)
+
+
+async def rotate_secret(
+    session: AsyncSession, principal: Principal, source_id: int
+) -> WebhookSourceCreated:
+    """Add a new secret; the old one keeps working until dropped (zero-downtime rotation)."""
+    s = await _source(session, source_id)
+    secret = signature.new_secret()
+    s.secrets = [*s.secrets[-1:], secret]
+    await session.flush()
+    await session.refresh(s)
+    await audit.record(
+        session,
+        actor=principal,
+        action="webhook_source.rotate_secret",
+        entity_type="webhook_source",
+        entity_id=s.slug,
+    )
+    return WebhookSourceCreated(**_read(s).model_dump(), secret=secret)
+
+
+# ---- delivery --------------------------------------------------------------------------------
+
+
+def pick(payload: Any, path: str) -> Any:
+    """Follow a dotted path ('data.contact.0.phone') through dicts and lists."""
+    current = payload
+    for part in path.split("."):
+        if isinstance(current, dict):
+            current = current.get(part)
+        elif isinstance(current, list) and part.isdigit() and int(part) < len(current):
+            current = current[int(part)]
+        else:
+            return None
+        if current is None:
+            return None
+    return current
+
+
+async def authenticate(
+    session: AsyncSession,
+    slug: str,
+    *,
+    msg_id: str | None,
+    timestamp: str | None,
+    signature_header: str | None,
+    body: bytes,
+) -> WebhookSource:
+    source = await session.scalar(
+        select(WebhookSource).where(WebhookSource.slug == slug, WebhookSource.active)
+    )
+    if source is None:
+        raise NotFound("No such webhook source.", "Webhook 来源不存在。")
+    try:
+        signature.verify(
+            list(source.secrets),
+            msg_id=msg_id,
+            timestamp=timestamp,
+            signature_header=signature_header,
+            body=body,
+        )
+    except signature.SignatureError as exc:
+        raise Unauthorized(f"Webhook signature rejected: {exc}.", "Webhook 签名校验失败。") from exc
+    return source
+
+
+async def store(engine: AsyncEngine, source_id: int, msg_id: str, payload: Any) -> int | None:
+    """Insert into the inbox and commit; None when this webhook-id was delivered before."""
+    stmt = (
+        pg_insert(WebhookInbox)
+        .values(source_id=source_id, webhook_id=msg_id, payload=payload)
+        .on_conflict_do_nothing(index_elements=["source_id", "webhook_id"])
+        .returning(WebhookInbox.id)
+    )
+    async with engine.begin() as conn:
+        return await conn.scalar(stmt)
+
+
+def _principal(source: WebhookSource) -> Principal:
+    return Principal(
+        kind="webhook",
+        id=source.id,
+        role=None,
+        scopes=frozenset({"customers:write", "customers:assign", "pii:read", "contract:read"}),
+    )
+
+
+async def _pick_owner(
+    session: AsyncSession, source: WebhookSource, fields: dict[str, Any]
+) -> int | None:
+    rule = source.assignment or {}
+    mode = rule.get("mode", "none")
+    if mode == "fixed":
+        return rule.get("owner_id")
+    if mode in {"by_region", "by_industry"}:
+        rules: dict[str, int] = rule.get("rules") or {}
+        keys = (
+            [fields.get("city"), fields.get("province")]
+            if mode == "by_region"
+            else [fields.get("industry")]
+        )
+        for key in keys:
+            if key and key in rules:
+                return rules[key]
+        return rule.get("owner_id")
+    if mode == "round_robin":
+        reps = list(
+            (
+                await session.scalars(
+                    select(User.id).where(User.role == "sales", User.is_active).order_by(User.id)
+                )
+            ).all()
+        )
+        if not reps:
+            return None
+        # One atomic increment per event: concurrent deliveries still spread evenly.
+        turn = await session.scalar(
+            update(WebhookSource)
+            .where(WebhookSource.id == source.id)
+            .values(rr_cursor=WebhookSource.rr_cursor + 1)
+            .returning(WebhookSource.rr_cursor)
+        )
+        return int(reps[(int(turn or 1) - 1) % len(reps)])
+    return None
+
+
+def extract(source: WebhookSource, payload: Any) -> dict[str, Any]:
+    """Mapped values, by target name, from one event."""
+    return {
+        target: pick(payload, path)
+        for target, path in (source.mapping or {}).items()
+        if not target.startswith("message.")
+    }
+
+
+def _text(value: Any, limit: int = 2000) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text[:limit] or None
+
+
+async def process(
+    session: AsyncSession, source: WebhookSource, payload: Any
+) -> tuple[str, list[dict[str, Any]]]:
+    """Identity resolution → customer matched or created → the interactions to record.
+
+    Returns the customer code and the interaction drafts (channel, summary, time, direction).
+    """
+    if not isinstance(payload, dict):
+        raise ValidationFailed(
+            "The event body must be a JSON object.", "事件内容必须是 JSON 对象。"
+        )
+    values = extract(source, payload)
+    raw_phones = [values.get("customer.phone"), values.get("contact.phone")]
+    phones = [p for p in (normalize_phone(str(x)) for x in raw_phones if x) if p]
+    bad_phones = [str(x) for x in raw_phones if x and not normalize_phone(str(x))]
+    emails = [
+        str(e).strip().lower()
+        for e in (values.get("customer.email"), values.get("contact.email"))
+        if e
+    ]
+    wechat = [str(w) for w in [values.get("contact.wechat_id")] if w]
+    external = {source.slug: str(values["external_id"])} if values.get("external_id") else {}
+
+    principal = _principal(source)
+    customer_id = await identity.resolve(
+        session, phones=phones, emails=emails, wechat_ids=wechat, external_ids=external
+    )
+    if customer_id is not None:
+        code = str(await session.scalar(select(C.code).where(C.id == customer_id)))
+        await _enrich(session, customer_id, phones, emails, external)
+    else:
+        code = await _create_customer(
+            session, source, principal, values, phones, emails, wechat, bad_phones
+        )
+        if external:
+            await session.execute(
+                update(Customer).where(C.code == code).values(external_ids=external)
+            )
+    return code, _interaction_drafts(source, payload, values, bad_phones)
+
+
+async def _enrich(
+    session: AsyncSession,
+    customer_id: int,
+    phones: list[str],
+    emails: list[str],
+    external: dict[str, str],
+) -> None:
+    """A matched customer gains what it lacked (phone, email, the sender's id); nothing is
+    overwritten."""
+    row = (
+        await session.execute(
+            select(C.phone, C.email, C.external_ids).where(C.id == customer_id).with_for_update()
+        )
+    ).one()
+    patch: dict[str, Any] = {}
+    if row.phone is None and phones:
+        patch["phone"] = phones[0]
+    if row.email is None and emails:
+        patch["email"] = emails[0]
+    if external and any(k not in (row.external_ids or {}) for k in external):
+        patch["external_ids"] = {**external, **(row.external_ids or {})}
+    if patch:
+        await session.execute(
+            update(Customer)
+            .where(C.id == customer_id)
+            .values(**patch, version=C.version + 1, updated_at=func.now())
+        )
+
+
+async def _create_customer(
+    session: AsyncSession,
+    source: WebhookSource,
+    principal: Principal,
+    values: dict[str, Any],
+    phones: list[str],
+    emails: list[str],
+    wechat: list[str],
+    bad_phones: list[str],
+) -> str:
+    contact_name = _text(values.get("contact.name"), 60)
+    name = (
+        _text(values.get("customer.name"), 200) or contact_name or (phones[0] if phones else None)
+    )
+    if not name:
+        name = emails[0] if emails else "访客"
+    kind = values.get("customer.kind") or (
+        "enterprise" if values.get("customer.name") else "individual"
+    )
+    fields: dict[str, Any] = {
+        "name": name,
+        "kind": kind,
+        "phone": phones[0] if phones else None,
+        "email": emails[0] if emails else None,
+        "core_needs": _text(values.get("customer.core_needs")),
+        "region": {
+            "province": _text(values.get("customer.province"), 40),
+            "city": _text(values.get("customer.city"), 40),
+        },
+    }
+    industry = values.get("customer.industry")
+    if industry and resolve_industry(str(industry)):
+        fields["industry"] = str(industry)
+    if values.get("customer.budget") is not None:
+        fields["budget"] = values["customer.budget"]
+    if contact_name:
+        fields["contacts"] = [
+            {
+                "name": contact_name,
+                "title": _text(values.get("contact.title"), 60),
+                "phones": phones[1:2] if len(phones) > 1 else [],
+                "wechat_id": wechat[0] if wechat else None,
+            }
+        ]
+    if source.source_channel:
+        fields["source"] = source.source_channel
+    owner = await _pick_owner(
+        session,
+        source,
+        {
+            **(fields["region"] or {}),
+            "industry": resolve_industry(str(industry)) if industry else None,
+        },
+    )
+    if owner is not None:
+        fields["owner_id"] = owner
+    data = CustomerCreate.model_validate({k: v for k, v in fields.items() if v is not None})
+    created = await customers.create(session, principal, data)
+    if bad_phones:
+        await session.execute(
+            update(Customer)
+            .where(C.code == created["code"])
+            .values(flags=func.array_append(C.flags, "to_verify"))
+        )
+    return str(created["code"])
+
+
+def _interaction_drafts(
+    source: WebhookSource, payload: Any, values: dict[str, Any], bad_phones: list[str]
+) -> list[dict[str, Any]]:
+    received = datetime.now(UTC)
+    occurred = _parse_time(values.get("interaction.occurred_at")) or received
+    note = f"（无法识别的电话：{'、'.join(bad_phones)}）" if bad_phones else ""
+    if source.kind == "chat":
+        messages = values.get("chat.messages") or []
+        if not isinstance(messages, list):
+            raise ValidationFailed("chat.messages must be a list.", "chat.messages 必须是列表。")
+        mapping = source.mapping or {}
+        parsed: list[dict[str, Any]] = []
+        for m in messages:
+            text = _text(pick(m, mapping.get("message.text", "text")), 2000)
+            if not text:
+                continue
+            author = str(pick(m, mapping.get("message.from", "from")) or "customer").lower()
+            parsed.append(
+                {
+                    "text": text,
+                    "at": _parse_time(pick(m, mapping.get("message.at", "at"))) or occurred,
+                    "direction": "inbound"
+                    if author in {"customer", "visitor", "user"}
+                    else "outbound",
+                }
+            )
+        if not parsed:
+            raise ValidationFailed("The conversation has no messages.", "会话中没有消息。")
+        if source.chat_mode == "message":
+            return [
+                {
+                    "channel": source.channel,
+                    "kind": "inquiry",
+                    "direction": p["direction"],
+                    "occurred_at": p["at"],
+                    "summary": p["text"] + note,
+                }
+                for p in parsed
+            ]
+        lines = "\n".join(
+            ("客户：" if p["direction"] == "inbound" else "客服：") + p["text"] for p in parsed
+        )
+        return [
+            {
+                "channel": source.channel,
+                "kind": "inquiry",
+                "direction": "inbound",
+                "occurred_at": parsed[0]["at"],
+                "summary": (lines + note)[:5000],
+            }
+        ]
+    summary = _text(values.get("interaction.summary"), 5000) or _text(
+        values.get("customer.core_needs"), 5000
+    )
+    return [
+        {
+            "channel": source.channel,
+            "kind": "inquiry",
+            "direction": "inbound",
+            "occurred_at": occurred,
+            "summary": ((summary or "表单提交") + note)[:5000],
+        }
+    ]
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value / 1000 if value > 1e11 else value, UTC)
+    try:
+        parsed = datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+async def run(
+    maker: async_sessionmaker[AsyncSession], engine: AsyncEngine, inbox_id: int
+) -> DeliveryResult:
+    """Process one stored event in its own transaction; on failure keep it with its error."""
+    from app.ingest import recorder
+
+    try:
+        async with maker() as session, session.begin():
+            event = await session.get(WebhookInbox, inbox_id, with_for_update=True)
+            if event is None:
+                raise NotFound()
+            if event.status == "processed":
+                code = await session.scalar(select(C.code).where(C.id == event.customer_id))
+                return DeliveryResult(status="duplicate", inbox_id=inbox_id, customer_code=code)
+            source = await session.get(WebhookSource, event.source_id)
+            assert source is not None
+            code, drafts = await process(session, source, event.payload)
+            await recorder.record(session, _principal(source), code, drafts)
+            customer_id = await session.scalar(select(C.id).where(C.code == code))
+            event.status = "processed"
+            event.attempts += 1
+            event.error = None
+            event.customer_id = customer_id
+            event.processed_at = datetime.now(UTC)
+        return DeliveryResult(status="processed", inbox_id=inbox_id, customer_code=code)
+    except Exception as exc:
+        reason = _describe(exc)
+        async with engine.begin() as conn:
+            await conn.execute(
+                update(WebhookInbox)
+                .where(WebhookInbox.id == inbox_id)
+                .values(status="failed", error=reason, attempts=WebhookInbox.attempts + 1)
+            )
+        if isinstance(exc, AppError | ValueError | KeyError | TypeError):
+            return DeliveryResult(status="failed", inbox_id=inbox_id)
+        raise
+
+
+def _describe(exc: Exception) -> str:
+    """An error note without payload values (they can be personal data)."""
+    if isinstance(exc, AppError):
+        fields = ", ".join(f"{e['field']}: {e['message']}" for e in exc.errors or [])
+        return f"{type(exc).__name__}: {exc.detail_en}" + (f" ({fields})" if fields else "")
+    return type(exc).__name__
+
+
+# ---- inbox admin -----------------------------------------------------------------------------
+
+
+async def list_inbox(
+    session: AsyncSession,
+    *,
+    status: str | None,
+    source_id: int | None,
+    limit: int,
+    cursor: str | None,
+) -> dict[str, Any]:
+    after = decode_cursor(cursor, 1)
+    stmt = (
+        select(WebhookInbox, WebhookSource.slug, C.code)
+        .join(WebhookSource, WebhookSource.id == WebhookInbox.source_id)
+        .outerjoin(Customer, C.id == WebhookInbox.customer_id)
+        .order_by(WebhookInbox.id.desc())
+        .limit(limit + 1)
+    )
+    if status:
+        stmt = stmt.where(WebhookInbox.status == status)
+    if source_id:
+        stmt = stmt.where(WebhookInbox.source_id == source_id)
+    if after:
+        stmt = stmt.where(WebhookInbox.id < int(after[0]))
+    rows = (await session.execute(stmt)).all()
+    items = [
+        {
+            "id": e.id,
+            "source": slug,
+            "webhook_id": e.webhook_id,
+            "received_at": e.received_at,
+            "status": e.status,
+            "attempts": e.attempts,
+            "error": e.error,
+            "customer_code": code,
+            "processed_at": e.processed_at,
+        }
+        for e, slug, code in rows[:limit]
+    ]
+    next_cursor = encode_cursor([items[-1]["id"]]) if len(rows) > limit else None
+    return {"items": items, "next_cursor": next_cursor}
