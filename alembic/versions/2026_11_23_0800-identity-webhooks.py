@@ -65,7 +65,9 @@ def upgrade() -> None:
         sa.CheckConstraint("status IN ('pending','dismissed','merged')", name="status"),
     )
     op.create_index(
-        "ix_duplicate_candidates_pending", "duplicate_candidates", ["score"],
+        "ix_duplicate_candidates_pending",
+        "duplicate_candidates",
+        ["score"],
         postgresql_where=sa.text("status = 'pending'"),
     )
 
@@ -114,7 +116,9 @@ def upgrade() -> None:
         sa.Column("id", sa.BigInteger, sa.Identity(), nullable=False),
         sa.Column("source_id", sa.BigInteger, nullable=False),
         sa.Column("webhook_id", sa.String(200), nullable=False),
-        sa.Column("received_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+        sa.Column(
+            "received_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
         sa.Column("payload", pg.JSONB, nullable=False),
         sa.Column("status", sa.String(12), nullable=False, server_default="received"),
         sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
@@ -126,12 +130,12 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(
             ["source_id"], ["webhook_sources.id"], name="fk_webhook_inbox_source_id_webhook_sources"
         ),
-        sa.CheckConstraint(
-            "status IN ('received','processed','failed')", name="status"
-        ),
+        sa.CheckConstraint("status IN ('received','processed','failed')", name="status"),
     )
     op.create_index(
-        "ix_webhook_inbox_open", "webhook_inbox", ["status", "id"],
+        "ix_webhook_inbox_open",
+        "webhook_inbox",
+        ["status", "id"],
         postgresql_where=sa.text("status <> 'processed'"),
     )
 
