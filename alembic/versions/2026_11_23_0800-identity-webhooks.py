@@ -8,8 +8,9 @@ Create Date: 2026-11-23 08:00
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-from alembic import op
 from sqlalchemy.dialects import postgresql as pg
+
+from alembic import op
 
 revision: str = "0006_identity"
 down_revision: str | None = "0002_customers"
