@@ -99,6 +99,23 @@ def cmd_serve(args: argparse.Namespace) -> None:
     )
 
 
+async def _rotate(url: str) -> int:
+    from app.core.db import build_engine, build_sessionmaker
+    from app.privacy import service as privacy
+
+    engine = build_engine(url, get_settings())
+    try:
+        async with build_sessionmaker(engine)() as session, session.begin():
+            return await privacy.rotate_keys(session)
+    finally:
+        await engine.dispose()
+
+
+def cmd_rotate_key(_: argparse.Namespace) -> None:
+    url = resolve_database_url(get_settings())
+    print(f"re-encrypted {asyncio.run(_rotate(url))} customers under the active key")
+
+
 def cmd_openapi(args: argparse.Namespace) -> None:
     import orjson
 
@@ -134,6 +151,11 @@ def main(argv: list[str] | None = None) -> None:
         choices=["admin", "manager", "sales", "service", "marketing", "data_admin"],
     )
     create_user.set_defaults(func=cmd_create_user)
+
+    rotate = sub.add_parser(
+        "rotate-key", help="re-encrypt sensitive fields under CRM_ENCRYPTION_ACTIVE_KEY"
+    )
+    rotate.set_defaults(func=cmd_rotate_key)
 
     openapi = sub.add_parser("openapi", help="write the OpenAPI document")
     openapi.add_argument("--output", default=str(ROOT / "openapi" / "openapi.json"))

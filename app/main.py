@@ -24,6 +24,7 @@ from app.identity.router import router as identity_router
 from app.ingest.router import router as ingest_router
 from app.meta.router import router as meta_router
 from app.ops.router import router as ops_router
+from app.privacy.router import router as privacy_router
 
 API_PREFIX = "/api/v1"
 
@@ -35,6 +36,7 @@ FEATURE_ROUTERS: list[APIRouter] = [
     # Static /customers/... paths first, or /customers/{code} would capture them.
     identity_router,
     customers_router,
+    privacy_router,
     fields_router,
     meta_router,
     ingest_router,

@@ -8,6 +8,7 @@ with `alembic upgrade head` once per session; every test starts from empty table
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -17,6 +18,11 @@ from pathlib import Path
 os.environ.setdefault("CRM_JWT_SECRET", "test-secret-" + uuid.uuid4().hex)
 os.environ.setdefault("CRM_ARGON2_MEMORY_KIB", "1024")
 os.environ.setdefault("CRM_ARGON2_TIME_COST", "1")
+os.environ.setdefault(
+    "CRM_ENCRYPTION_KEYS", '{"t1": "' + base64.b64encode(os.urandom(32)).decode() + '"}'
+)
+os.environ.setdefault("CRM_ENCRYPTION_ACTIVE_KEY", "t1")
+os.environ.setdefault("CRM_BLIND_INDEX_KEY", base64.b64encode(os.urandom(32)).decode())
 os.environ.pop("DATABASE_URL", None)
 
 import httpx

@@ -52,6 +52,7 @@ SCOPES: dict[str, str] = {
     "webhooks:ingest": "deliver webhook events",
     "webhooks:admin": "manage webhook sources",
     "privacy:admin": "data-subject export and erasure",
+    "sensitive:read": "reveal ID numbers and bank accounts (each reveal is audited)",
     "meta:read": "read enums and field definitions",
 }
 

@@ -46,6 +46,14 @@ class Settings(BaseSettings):
 
     first_admin_email: str = "admin@example.com"
 
+    # Sensitive fields (ID numbers, bank accounts): AES-256-GCM keys by key id (base64, 32
+    # bytes), the key new writes use, and the HMAC key of the blind index. Unset, a key file
+    # is generated under var/ on first use (development only; production sets these).
+    encryption_keys: dict[str, str] = {}
+    encryption_active_key: str | None = None
+    blind_index_key: str | None = None
+    key_file: Path = Path("var/keys.json")
+
 
 @lru_cache
 def get_settings() -> Settings:

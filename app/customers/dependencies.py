@@ -21,7 +21,14 @@ FILTER_LIST_KEYS = (
     "kind",
     "flag",
 )
-FILTER_SCALAR_KEYS = ("q", "stale_days", "created_from", "created_to")
+FILTER_SCALAR_KEYS = (
+    "q",
+    "stale_days",
+    "created_from",
+    "created_to",
+    "id_number",
+    "bank_account",
+)
 
 
 def parse_if_match(
@@ -76,6 +83,8 @@ def filter_query_docs(
     stale_days: Annotated[int | None, Query(ge=1, le=3650)] = None,
     created_from: Annotated[str | None, Query()] = None,
     created_to: Annotated[str | None, Query()] = None,
+    id_number: Annotated[str | None, Query(description="Exact, via blind index")] = None,
+    bank_account: Annotated[str | None, Query(description="Exact, via blind index")] = None,
 ) -> None:
     """Declares the filter parameters for the OpenAPI document; parsing is filter_from_query."""
     return None

@@ -68,7 +68,19 @@ ENUMS: dict[str, dict[str, str]] = {
         "churn_risk": "流失风险客户",
     },
     "activity": {"active": "活跃", "dormant": "沉睡", "lost": "流失"},
-    "flag": {"to_verify": "待核实", "to_complete": "待补充"},
+    "flag": {
+        "to_verify": "待核实",
+        "to_complete": "待补充",
+        "no_marketing": "已撤回营销同意",
+        "erasure_due": "待删除（超过保存期限）",
+    },
+    "consent_purpose": {
+        "marketing": "营销推广",
+        "sensitive_data": "敏感个人信息处理",
+        "data_sharing": "向第三方提供",
+        "profiling": "画像与自动化决策",
+        "service": "履约与服务",
+    },
     "custom_field_type": {
         "text": "文本",
         "number": "数字",

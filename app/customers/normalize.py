@@ -52,6 +52,13 @@ def mask_email(value: str | None) -> str | None:
     return (local[:1] or "*") + "***@" + domain
 
 
+def mask_name(value: str | None) -> str | None:
+    """张** / L** : a person's name reduced to its first character."""
+    if not value:
+        return value
+    return value[0] + "*" * max(len(value) - 1, 1)
+
+
 def mask_text(value: str | None) -> str | None:
     """For ids (WeChat, ID numbers): keep the ends only."""
     if not value:

@@ -77,6 +77,9 @@ READ_COLUMNS = [
     C.contract_amount,
     C.flags,
     C.custom,
+    C.id_number_enc,
+    C.bank_account_enc,
+    C.pii_key_id,
     C.version,
     C.created_at,
     C.updated_at,
@@ -92,6 +95,9 @@ def readable_for(
     """The customers `principal` may see, for table or alias `t`: a sales rep sees their own
     and the shared pool; every other role and service accounts see all."""
     live = true() if include_deleted else t.deleted_at.is_(None)
+    if principal.role == "marketing":
+        # A withdrawn marketing consent stops processing for that purpose (SPEC §12).
+        live = and_(live, ~t.flags.contains(["no_marketing"]))
     if principal.own_customers_only:
         return and_(live, or_(t.owner_id == principal.user_id, t.owner_id.is_(None)))
     if principal.kind in {"user", "service", "system", "webhook"}:
@@ -370,6 +376,11 @@ def filter_conditions(
                 and_(C.last_follow_up_at.is_(None), C.created_at < cutoff),
             )
         )
+    for field in ("id_number", "bank_account"):
+        if f.get(field):
+            from app.privacy.crypto import blind_index
+
+            conds.append(C[f"{field}_bidx"] == blind_index(f[field], field=field))
     if f.get("created_from"):
         conds.append(C.created_at >= f["created_from"])
     if f.get("created_to"):

@@ -56,7 +56,27 @@ def _industry(value: str) -> str:
     return code
 
 
+def _id_number(value: str) -> str:
+    from app.privacy.crypto import normalize, valid_resident_id
+
+    v = normalize(value)
+    if not 5 <= len(v) <= 30:
+        raise ValueError("an ID document number has 5 to 30 letters and digits")
+    if len(v) == 18 and v[:17].isdigit() and not valid_resident_id(v):
+        raise ValueError("not a valid resident ID number (checksum)")
+    return v
+
+
+def _bank_account(value: str) -> str:
+    v = "".join(ch for ch in value if ch.isalnum())
+    if not (8 <= len(v) <= 34 and v.isalnum()):
+        raise ValueError("a bank account number has 8 to 34 letters and digits")
+    return v.upper()
+
+
 Phone = Annotated[str, Field(max_length=40), AfterValidator(_phone)]
+IdNumber = Annotated[str, Field(max_length=40), AfterValidator(_id_number)]
+BankAccount = Annotated[str, Field(max_length=50), AfterValidator(_bank_account)]
 Industry = Annotated[str, Field(max_length=60), AfterValidator(_industry)]
 Email = Annotated[EmailStr, AfterValidator(lambda v: str(v).lower())]
 Money = Annotated[Decimal, Field(ge=0, max_digits=16, decimal_places=2)]
@@ -133,6 +153,13 @@ class _CustomerFields(_Write):
     ) = None
     contract_amount: Money | None = None
     custom: dict[str, Any] | None = None
+    id_number: IdNumber | None = Field(
+        default=None,
+        description="ID document number; stored encrypted; needs a sensitive_data consent.",
+    )
+    bank_account: BankAccount | None = Field(
+        default=None, description="Stored encrypted; needs a sensitive_data consent."
+    )
 
 
 class CustomerCreate(_CustomerFields):
@@ -201,6 +228,8 @@ class CustomerRead(BaseModel):
     contract_amount: str | None
     flags: list[str]
     custom: dict[str, Any]
+    id_number: str | None = Field(description="Always masked; reveal through /reveal.")
+    bank_account: str | None = Field(description="Always masked; reveal through /reveal.")
     version: int
     created_at: datetime
     updated_at: datetime
@@ -249,6 +278,10 @@ class CustomerFilter(BaseModel):
     kind: list[Kind] = []
     flag: list[Flag] = []
     stale_days: Annotated[int, Field(ge=1, le=3650)] | None = None
+    id_number: Annotated[str, Field(max_length=40)] | None = Field(
+        default=None, description="Exact match through the blind index."
+    )
+    bank_account: Annotated[str, Field(max_length=50)] | None = None
     created_from: AwareDatetime | date | None = None
     created_to: AwareDatetime | date | None = None
     custom: dict[str, str] = Field(

@@ -27,10 +27,11 @@ from app.core.errors import (
 from app.core.pagination import decode_cursor, encode_cursor
 from app.customers import repository as repo
 from app.customers.industries import industry_label
-from app.customers.normalize import mask_email, mask_phone, mask_text, search_text
+from app.customers.normalize import mask_email, mask_name, mask_phone, mask_text, search_text
 from app.customers.schemas import CustomerCreate, CustomerFilter, CustomerUpdate
 from app.identity import repository as identity_repo
 from app.identity.names import name_key
+from app.privacy import sensitive
 
 # Fields whose values are personal data: masked for callers without pii:read, and in audit rows.
 PII_FIELDS = ("phone", "email")
@@ -53,6 +54,20 @@ def _mask_contacts(contacts: list[dict[str, Any]]) -> list[dict[str, Any]]:
         c["wechat_id"] = mask_text(c.get("wechat_id"))
         out.append(c)
     return out
+
+
+def audit_changes(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """Before/after of changed fields, masked; a change hidden by masking is still recorded."""
+    changes = audit.diff(audit_view(before), audit_view(after))
+    for key in after:
+        if key in AUDIT_SKIP or key in changes or key not in before:
+            continue
+        if before[key] != after[key]:
+            changes[key] = {"before": "***", "after": "*** (changed)"}
+    for field in sensitive.SENSITIVE_FIELDS:
+        if before.get(f"{field}_enc") != after.get(f"{field}_enc") and field not in changes:
+            changes[field] = {"before": "***", "after": "*** (changed)"}
+    return changes
 
 
 def _money(value: Decimal | None) -> str | None:
@@ -111,6 +126,8 @@ def to_public(row: dict[str, Any], principal: Principal) -> dict[str, Any]:
         ),
         "flags": row["flags"],
         "custom": row["custom"],
+        "id_number": sensitive.masked(row, "id_number"),
+        "bank_account": sensitive.masked(row, "bank_account"),
         "version": row["version"],
         "created_at": row["created_at"],
         "updated_at": row["updated_at"],
@@ -120,12 +137,27 @@ def to_public(row: dict[str, Any], principal: Principal) -> dict[str, Any]:
     }
 
 
+AUDIT_SKIP = {
+    "id", "search_text", "name_key", "version", "id_number_enc", "bank_account_enc",
+    "id_number_bidx", "bank_account_bidx", "pii_key_id", "external_ids",
+}  # fmt: skip
+
+
 def audit_view(row: dict[str, Any]) -> dict[str, Any]:
-    """What the audit log keeps of a record: PII masked, so erasure never has to touch audit."""
-    view = {k: v for k, v in row.items() if k not in {"id", "search_text", "version"}}
+    """What the audit log keeps of a record: personal data masked, so the append-only log never
+    holds PII and an erasure never has to touch it (the hash chain keeps verifying)."""
+    view = {k: v for k, v in row.items() if k not in AUDIT_SKIP}
     view["phone"] = mask_phone(row.get("phone"))
     view["email"] = mask_email(row.get("email"))
-    view["contacts"] = _mask_contacts(row.get("contacts") or [])
+    view["contacts"] = [
+        {**c, "name": mask_name(c.get("name"))} for c in _mask_contacts(row.get("contacts") or [])
+    ]
+    if row.get("kind") == "individual":
+        view["name"] = mask_name(row.get("name"))
+        view["address"] = "***" if row.get("address") else None
+    if "id_number_enc" in row:
+        view["id_number"] = sensitive.masked(row, "id_number")
+        view["bank_account"] = sensitive.masked(row, "bank_account")
     return orjson.loads(orjson.dumps(view, default=str))  # type: ignore[no-any-return]
 
 
@@ -318,6 +350,12 @@ async def create(
             return stored.response
 
     values = _columns_from(data.model_dump(exclude_unset=True))
+    given = [f for f in sensitive.SENSITIVE_FIELDS if values.get(f) is not None]
+    if given:
+        # No consent can exist before the customer does: record one, then PATCH the fields.
+        raise sensitive.reject_without_consent(given)
+    for f in sensitive.SENSITIVE_FIELDS:
+        values.pop(f, None)
     owner_id = values.pop("owner_id", None)
     if principal.own_customers_only:
         if owner_id not in (None, principal.user_id):
@@ -402,6 +440,14 @@ async def update(
     patch = _columns_from(data.model_dump(exclude_unset=True))
     if "name" in patch and patch["name"] is None:
         raise ValidationFailed(errors=[field_error("name", "cannot be empty", "missing")])
+    writing = [f for f in sensitive.SENSITIVE_FIELDS if patch.get(f) is not None]
+    if writing and not await sensitive.has_active_consent(session, before["id"], "sensitive_data"):
+        raise sensitive.reject_without_consent(writing)
+    for f in sensitive.SENSITIVE_FIELDS:
+        if f in patch:
+            value = patch.pop(f)
+            if value != sensitive.decrypt_field(before, f):
+                patch.update(sensitive.columns_for(f, value, before["id"]))
     if patch.get("source"):
         patch["source"] = await _resolve_source(session, patch["source"])
     if "custom" in patch:
@@ -427,7 +473,7 @@ async def update(
     after = {**before, **patch}
     patch["flags"] = compute_flags(after, patch.get("flags", before["flags"]))
     after["flags"] = patch["flags"]
-    changes = audit.diff(audit_view(before), audit_view(after))
+    changes = audit_changes(before, after)
     changes.pop("updated_at", None)
     if not changes:
         return to_public(before, principal)

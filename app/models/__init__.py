@@ -2,6 +2,7 @@
 
 from app.models.audit import AuditLog
 from app.models.customer import (
+    Consent,
     Customer,
     CustomerCodeCounter,
     CustomField,
@@ -13,6 +14,7 @@ from app.models.user import LoginFailure, RefreshToken, ServiceAccount, User
 
 __all__ = [
     "AuditLog",
+    "Consent",
     "CustomField",
     "Customer",
     "CustomerCodeCounter",

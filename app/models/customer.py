@@ -14,6 +14,7 @@ from sqlalchemy import (
     ForeignKey,
     Identity,
     Integer,
+    LargeBinary,
     Numeric,
     SmallInteger,
     String,
@@ -84,6 +85,14 @@ class Customer(Timestamped, Base):
     name_key: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
     external_ids: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default="{}")
     merged_into: Mapped[int | None] = mapped_column(ForeignKey("customers.id"))
+    # Sensitive fields: AES-GCM ciphertext plus a keyed HMAC for exact search (app.privacy).
+    id_number_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    id_number_bidx: Mapped[str | None] = mapped_column(String(64))
+    bank_account_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    bank_account_bidx: Mapped[str | None] = mapped_column(String(64))
+    pii_key_id: Mapped[str | None] = mapped_column(String(20))
+    erased_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    erasure_due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     version: Mapped[int] = mapped_column(Integer, nullable=False, server_default="1")
     created_by: Mapped[str | None] = mapped_column(String(80))
     updated_by: Mapped[str | None] = mapped_column(String(80))
@@ -130,6 +139,24 @@ class IdempotencyKey(Base):
     request_hash: Mapped[str] = mapped_column(String(64), nullable=False)
     status_code: Mapped[int | None] = mapped_column(SmallInteger)
     response: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now()
+    )
+
+
+class Consent(Base):
+    __tablename__ = "consents"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), nullable=False)
+    purpose: Mapped[str] = mapped_column(String(30), nullable=False)
+    scope: Mapped[str | None] = mapped_column(Text)
+    granted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    channel: Mapped[str] = mapped_column(String(30), nullable=False)
+    evidence: Mapped[str | None] = mapped_column(Text)
+    withdrawn_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    withdrawal_reason: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(80), nullable=False)
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, server_default=func.now()
     )
