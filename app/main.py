@@ -17,6 +17,8 @@ from app.core.db import build_engine, build_sessionmaker, resolve_database_url
 from app.core.errors import install_error_handlers
 from app.core.logging import configure_logging
 from app.core.middleware import RequestContextMiddleware
+from app.core.ratelimit import RateLimitMiddleware
+from app.core.resilience import ResilienceMiddleware
 from app.core.responses import FastJSONResponse
 from app.customers.router import router as customers_router
 from app.fields.router import router as fields_router
@@ -91,6 +93,19 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
             allow_methods=["*"],
             allow_headers=["*"],
             expose_headers=["ETag", "X-Request-ID", "Location"],
+        )
+    app.add_middleware(
+        ResilienceMiddleware,
+        timeout=settings.request_timeout_seconds,
+        attempts=settings.db_retry_attempts,
+    )
+    if settings.rate_limit_enabled:
+        app.add_middleware(
+            RateLimitMiddleware,
+            per_principal=settings.rate_limit_per_principal,
+            principal_burst=settings.rate_limit_principal_burst,
+            per_ip=settings.rate_limit_per_ip,
+            ip_burst=settings.rate_limit_ip_burst,
         )
     app.add_middleware(
         RequestContextMiddleware,

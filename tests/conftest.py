@@ -22,6 +22,11 @@ os.environ.setdefault(
     "CRM_ENCRYPTION_KEYS", '{"t1": "' + base64.b64encode(os.urandom(32)).decode() + '"}'
 )
 os.environ.setdefault("CRM_ENCRYPTION_ACTIVE_KEY", "t1")
+# The suite fires bursts from one address; the rate-limit test builds its own strict app.
+os.environ.setdefault("CRM_RATE_LIMIT_PER_IP", "100000")
+os.environ.setdefault("CRM_RATE_LIMIT_IP_BURST", "100000")
+os.environ.setdefault("CRM_RATE_LIMIT_PER_PRINCIPAL", "100000")
+os.environ.setdefault("CRM_RATE_LIMIT_PRINCIPAL_BURST", "100000")
 os.environ.setdefault("CRM_BLIND_INDEX_KEY", base64.b64encode(os.urandom(32)).decode())
 os.environ.pop("DATABASE_URL", None)
 

@@ -41,6 +41,17 @@ class Settings(BaseSettings):
     page_size_default: int = 50
     page_size_max: int = 200
 
+    request_timeout_seconds: float = 30.0
+    # Serialization failures and deadlocks are retried this many times before a 503.
+    db_retry_attempts: int = 3
+
+    # Token buckets per process (each API instance enforces its own; see README).
+    rate_limit_enabled: bool = True
+    rate_limit_per_principal: float = 50.0  # requests per second, sustained
+    rate_limit_principal_burst: int = 200
+    rate_limit_per_ip: float = 200.0
+    rate_limit_ip_burst: int = 800
+
     timezone: str = "Asia/Shanghai"
     log_level: str = "INFO"
 

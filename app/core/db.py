@@ -57,6 +57,9 @@ def start_embedded(data_dir: Path) -> str:
     data_dir = data_dir.expanduser().resolve()
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     server = get_server(data_dir, cleanup_mode=None)
+    # get_server caches its handle per folder; make sure the server behind it is really up
+    # (it may have been stopped since, e.g. by `pg_ctl stop`).
+    server.ensure_postgres_running()
     uri = server.get_uri()
     host = parse_qs(urlsplit(uri).query).get("host", [""])[0]
     server_url = f"postgresql+asyncpg://postgres@/postgres?host={host}"

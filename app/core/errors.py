@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import asyncpg
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -225,11 +226,14 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(DBAPIError)
     async def _db(request: Request, exc: DBAPIError) -> Response:
-        # A lost connection is the client's cue to retry; anything else is our bug and a 500.
-        if is_connection_error(exc):
+        # A lost connection is the client's cue to retry; a serialization failure or deadlock
+        # is retried here first (ResilienceMiddleware); anything else is our bug and a 500.
+        if is_connection_error(exc) or is_retryable(exc):
             log.warning("database unavailable", extra={"error": type(exc.orig).__name__})
-            err = ServiceUnavailable(headers={"Retry-After": "2"})
-            return render_app_error(request, err)
+            response = render_app_error(request, ServiceUnavailable(headers={"Retry-After": "2"}))
+            if is_retryable(exc):
+                response.headers["x-crm-retryable"] = "1"
+            return response
         log.exception("database error")
         return problem_response(
             request,
@@ -239,10 +243,24 @@ def install_error_handlers(app: FastAPI) -> None:
             detail="An unexpected error occurred.",
         )
 
+    @app.exception_handler(OSError)
+    async def _os_error(request: Request, exc: OSError) -> Response:
+        # The database socket refused or vanished (server restarting): retry shortly.
+        log.warning("database unreachable", extra={"error": type(exc).__name__})
+        return render_app_error(request, ServiceUnavailable(headers={"Retry-After": "2"}))
+
+    @app.exception_handler(asyncpg.PostgresConnectionError)
+    async def _pg_connect(request: Request, exc: Exception) -> Response:
+        log.warning("database unreachable", extra={"error": type(exc).__name__})
+        return render_app_error(request, ServiceUnavailable(headers={"Retry-After": "2"}))
+
+    @app.exception_handler(asyncpg.InterfaceError)
+    async def _pg_interface(request: Request, exc: Exception) -> Response:
+        log.warning("database connection lost", extra={"error": type(exc).__name__})
+        return render_app_error(request, ServiceUnavailable(headers={"Retry-After": "2"}))
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
-        if isinstance(exc, OSError | ConnectionError):
-            return render_app_error(request, ServiceUnavailable(headers={"Retry-After": "2"}))
         log.exception("unhandled error")
         return problem_response(
             request,
@@ -251,6 +269,17 @@ def install_error_handlers(app: FastAPI) -> None:
             title="Internal error",
             detail="An unexpected error occurred.",
         )
+
+
+RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization_failure, deadlock_detected
+
+
+def is_retryable(exc: BaseException) -> bool:
+    orig = getattr(exc, "orig", exc)
+    state = getattr(orig, "sqlstate", None) or getattr(
+        getattr(orig, "__cause__", None), "sqlstate", None
+    )
+    return state in RETRYABLE_SQLSTATES
 
 
 def is_connection_error(exc: BaseException) -> bool:

