@@ -8,6 +8,8 @@ from app.models.customer import (
     IdempotencyKey,
     SourceChannel,
 )
+from app.models.saved_segment import SavedSegment
+from app.models.tag import CustomerTag, Tag, TagCategory
 from app.models.user import LoginFailure, RefreshToken, ServiceAccount, User
 
 __all__ = [
@@ -15,10 +17,14 @@ __all__ = [
     "CustomField",
     "Customer",
     "CustomerCodeCounter",
+    "CustomerTag",
     "IdempotencyKey",
     "LoginFailure",
     "RefreshToken",
+    "SavedSegment",
     "ServiceAccount",
     "SourceChannel",
+    "Tag",
+    "TagCategory",
     "User",
 ]
