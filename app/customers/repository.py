@@ -11,6 +11,7 @@ from sqlalchemy import (
     DateTime,
     Numeric,
     Select,
+    Text,
     and_,
     any_,
     case,
@@ -23,6 +24,7 @@ from sqlalchemy import (
     select,
     text,
     true,
+    type_coerce,
     update,
 )
 from sqlalchemy.dialects.postgresql import (
@@ -375,7 +377,8 @@ def filter_conditions(
     if f.get("region"):
         conds.append(or_(C.province.in_(f["region"]), C.city.in_(f["region"])))
     if f.get("flag"):
-        conds.append(C.flags.overlap(f["flag"]))
+        # The column is a generic ARRAY; the PostgreSQL one knows && (overlap).
+        conds.append(type_coerce(C.flags, ARRAY(Text)).overlap(f["flag"]))
     if f.get("tag"):
         refs = list(dict.fromkeys(f["tag"]))
         if f.get("tag_mode") == "all":
