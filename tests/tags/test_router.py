@@ -276,6 +276,37 @@ async def test_tag_and_untag_a_customer(client: httpx.AsyncClient, engine: Async
     assert created.status_code == 201 and created.json()["tags"] == []
 
 
+async def test_customer_writes_return_the_tags(client: httpx.AsyncClient, engine: AsyncEngine):
+    """Update, assign, delete and restore read the row back with its tags."""
+    await seed_tag_categories(engine)
+    admin = await make_user(engine, role=Role.admin)
+    vip = await _tag(client, admin, "VIP")
+    created = await client.post(f"{API}/customers", json={"name": "甲公司"}, headers=admin.headers)
+    code = created.json()["code"]
+    await _put(client, admin, code, vip["id"])
+    expected = [{"id": vip["id"], "name": "VIP", "category": "customer_trait"}]
+
+    patched = await client.patch(
+        f"{API}/customers/{code}", json={"name": "甲公司（新）"}, headers=admin.headers
+    )
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["tags"] == expected and patched.json()["version"] == 2
+    assigned = await client.post(
+        f"{API}/customers/{code}/assign", json={"owner_id": admin.id}, headers=admin.headers
+    )
+    assert assigned.status_code == 200 and assigned.json()["tags"] == expected
+    assert (
+        await client.delete(f"{API}/customers/{code}", headers=admin.headers)
+    ).status_code == 204
+    restored = await client.post(f"{API}/customers/{code}/restore", headers=admin.headers)
+    assert restored.status_code == 200 and restored.json()["tags"] == expected
+    async with engine.connect() as conn:
+        changes = await conn.scalar(
+            text("SELECT changes FROM audit_log WHERE action = 'customer.update'")
+        )
+    assert set(changes) == {"name"}  # tags are not part of the customer's audited fields
+
+
 async def test_another_reps_customer_is_404_on_tag_routes(
     client: httpx.AsyncClient, engine: AsyncEngine
 ):
