@@ -73,12 +73,14 @@ _TAG_COLUMNS = (
 _TAG_FROM = Tag.__table__.join(TagCategory.__table__, TC.id == T.category_id)
 
 
-async def get_tag(session: AsyncSession, tag_id: int) -> dict[str, Any] | None:
-    row = (
-        (await session.execute(select(*_TAG_COLUMNS).select_from(_TAG_FROM).where(T.id == tag_id)))
-        .mappings()
-        .first()
-    )
+async def get_tag(
+    session: AsyncSession, tag_id: int, *, lock: bool = False
+) -> dict[str, Any] | None:
+    """`lock` (FOR KEY SHARE) keeps the tag from being deleted while it is being assigned."""
+    stmt = select(*_TAG_COLUMNS).select_from(_TAG_FROM).where(T.id == tag_id)
+    if lock:
+        stmt = stmt.with_for_update(read=True, key_share=True, of=Tag.__table__)
+    row = (await session.execute(stmt)).mappings().first()
     return dict(row) if row else None
 
 

@@ -128,8 +128,8 @@ async def _category_id(session: AsyncSession, code: str) -> int:
     return category.id
 
 
-async def get_tag(session: AsyncSession, tag_id: int) -> dict[str, Any]:
-    tag = await repo.get_tag(session, tag_id)
+async def get_tag(session: AsyncSession, tag_id: int, *, lock: bool = False) -> dict[str, Any]:
+    tag = await repo.get_tag(session, tag_id, lock=lock)
     if tag is None:
         raise NotFound(*TAG_NOT_FOUND)
     return tag
@@ -248,7 +248,7 @@ async def tag_customer(
 ) -> CustomerTags:
     """Put the tag on the customer (idempotent); the customer must be one the caller may change."""
     customer_id = await customer_service.require_writable(session, principal, code)
-    tag = await get_tag(session, tag_id)
+    tag = await get_tag(session, tag_id, lock=True)
     if await repo.assign(session, customer_id, tag_id, principal.subject):
         await audit.record(
             session,
@@ -289,7 +289,7 @@ async def bulk(
 
     Only customers the caller may change are touched; the rest of the targets are skipped.
     """
-    tag = await get_tag(session, tag_id)
+    tag = await get_tag(session, tag_id, lock=True)
     unmatched: int | None = None
     if data.segment_id is not None:
         segment_filter = await segment_service.filter_of(session, principal, data.segment_id)

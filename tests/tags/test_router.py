@@ -550,3 +550,15 @@ async def test_bulk_tag_of_100000_customers_by_segment(
     removed = await client.post(url, json={**body, "action": "remove"}, headers=admin.headers)
     print(f"bulk untag of 100,000 customers: {time.perf_counter() - started:.2f}s")
     assert removed.json()["changed"] == 100_000
+
+    # By codes: the whole list travels as one array parameter, never 50,000 bind parameters.
+    codes = [f"C2026{n:07d}" for n in range(1, 50_001)]
+    started = time.perf_counter()
+    by_codes = await client.post(url, json={"action": "add", "codes": codes}, headers=admin.headers)
+    print(f"bulk tag of 50,000 codes: {time.perf_counter() - started:.2f}s")
+    assert by_codes.status_code == 200, by_codes.text
+    assert by_codes.json()["changed"] == 50_000 and by_codes.json()["unmatched_codes"] == 0
+    too_many = await client.post(
+        url, json={"action": "add", "codes": [*codes, "C20990101001"]}, headers=admin.headers
+    )
+    assert too_many.status_code == 422
