@@ -484,7 +484,8 @@ def member_conditions(
     now: datetime,
     extra: list[ColumnElement[bool]] | None = None,
 ) -> list[ColumnElement[bool]]:
-    """The customers matching `filters` that `principal` may see (list, count and bulk use it)."""
+    """The customers matching `filters` that `principal` may see (count and bulk tagging; the
+    list builds the same conditions with its ranking score)."""
     conds = [readable(principal), *filter_conditions(filters, principal, now), *(extra or [])]
     if filters.get("q"):
         from app.customers.normalize import query_forms
