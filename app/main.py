@@ -27,6 +27,10 @@ from app.ingest.router import router as ingest_router
 from app.meta.router import router as meta_router
 from app.ops.router import router as ops_router
 from app.privacy.router import router as privacy_router
+from app.saved_segments.router import router as saved_segments_router
+from app.tags.router import categories_router as tag_categories_router
+from app.tags.router import customer_tags_router
+from app.tags.router import router as tags_router
 
 API_PREFIX = "/api/v1"
 
@@ -42,18 +46,25 @@ FEATURE_ROUTERS: list[APIRouter] = [
     fields_router,
     meta_router,
     ingest_router,
+    tag_categories_router,
+    tags_router,
+    customer_tags_router,
+    saved_segments_router,
 ]
 
 
 def iter_routes() -> Iterator[tuple[str, APIRoute]]:
-    """Every API route with its full path (for the permission and route-matrix tests)."""
+    """Every API route with its full path (for the permission and route-matrix tests).
+
+    The path is the documented one: `/segments/{id:int}` is listed as `/segments/{id}`.
+    """
     for route in ops_router.routes:
         if isinstance(route, APIRoute):
-            yield route.path, route
+            yield route.path_format, route
     for router in FEATURE_ROUTERS:
         for route in router.routes:
             if isinstance(route, APIRoute):
-                yield API_PREFIX + route.path, route
+                yield API_PREFIX + route.path_format, route
 
 
 def create_app(settings: Settings | None = None, database_url: str | None = None) -> FastAPI:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from sqlalchemy import text
@@ -80,3 +83,52 @@ async def make_customer(
     r = await client.post("/api/v1/customers", json={"name": name, **fields}, headers=user.headers)
     assert r.status_code == expect, r.text
     return r.json()  # type: ignore[no-any-return]
+
+
+async def insert_customer(
+    engine: AsyncEngine,
+    *,
+    name: str = "测试客户",
+    owner_id: int | None = None,
+    code: str | None = None,
+    **columns: object,
+) -> str:
+    """Insert a customer row directly (fast, any owner); returns its code."""
+    values: dict[str, object] = {
+        "code": code or f"C20260101{next(_seq):04d}",
+        "name": name,
+        "owner_id": owner_id,
+        **columns,
+    }
+    names = ", ".join(values)
+    params = ", ".join(f":{k}" for k in values)
+    async with engine.begin() as conn:
+        await conn.execute(text(f"INSERT INTO customers ({names}) VALUES ({params})"), values)
+    return str(values["code"])
+
+
+def migration_module(filename: str) -> ModuleType:
+    """A migration script loaded as a module (its file name is not importable)."""
+    path = Path(__file__).resolve().parent.parent / "alembic" / "versions" / filename
+    spec = importlib.util.spec_from_file_location(path.stem.replace("-", "_"), path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+TAGS_MIGRATION = "2026_11_23_0600-tags-segments.py"
+
+
+async def seed_tag_categories(engine: AsyncEngine) -> None:
+    """The default tag categories as the migration seeds them (every test starts empty)."""
+    defaults = migration_module(TAGS_MIGRATION).DEFAULT_CATEGORIES
+    async with engine.begin() as conn:
+        for code, label in defaults:
+            await conn.execute(
+                text(
+                    "INSERT INTO tag_categories (code, label, builtin) VALUES (:c, :l, true) "
+                    "ON CONFLICT DO NOTHING"
+                ),
+                {"c": code, "l": label},
+            )

@@ -91,6 +91,9 @@ def test_serve_from_empty_data_folder(tmp_path: Path):
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+        # Closed here, not by the garbage collector during some later test (ResourceWarning).
+        if proc.stdout is not None:
+            proc.stdout.close()
         _stop_embedded(data_dir)
     # The password goes to the terminal once; it must never reach the JSON logs.
     log_lines = [line for line in output if line.startswith("{")]

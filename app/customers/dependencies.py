@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import Header, Query, Request
 from pydantic import ValidationError
@@ -20,9 +20,11 @@ FILTER_LIST_KEYS = (
     "region",
     "kind",
     "flag",
+    "tag",
 )
 FILTER_SCALAR_KEYS = (
     "q",
+    "tag_mode",
     "stale_days",
     "created_from",
     "created_to",
@@ -80,6 +82,10 @@ def filter_query_docs(
     region: Annotated[list[str] | None, Query()] = None,
     kind: Annotated[list[str] | None, Query()] = None,
     flag: Annotated[list[str] | None, Query()] = None,
+    tag: Annotated[list[str] | None, Query(description="Tag id or name")] = None,
+    tag_mode: Annotated[
+        Literal["any", "all"], Query(description="Customers with any (default) or all tags")
+    ] = "any",
     stale_days: Annotated[int | None, Query(ge=1, le=3650)] = None,
     created_from: Annotated[str | None, Query()] = None,
     created_to: Annotated[str | None, Query()] = None,

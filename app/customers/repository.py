@@ -11,9 +11,12 @@ from sqlalchemy import (
     DateTime,
     Numeric,
     Select,
+    Text,
     and_,
+    any_,
     case,
     cast,
+    exists,
     false,
     func,
     literal,
@@ -21,15 +24,53 @@ from sqlalchemy import (
     select,
     text,
     true,
+    type_coerce,
     update,
 )
-from sqlalchemy.dialects.postgresql import DOUBLE_PRECISION, JSONB, insert
+from sqlalchemy.dialects.postgresql import (
+    ARRAY,
+    DOUBLE_PRECISION,
+    JSONB,
+    aggregate_order_by,
+    insert,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.principal import Principal
 from app.models.customer import Customer, CustomField, IdempotencyKey, SourceChannel
+from app.models.tag import CustomerTag, Tag, TagCategory
 
 C = Customer.__table__.c
+CT = CustomerTag.__table__.c
+T = Tag.__table__.c
+TC = TagCategory.__table__.c
+
+# A customer's tags as one JSON array computed with the row, so a page needs no second query.
+TAGS = (
+    select(
+        func.coalesce(
+            func.jsonb_agg(
+                aggregate_order_by(
+                    func.jsonb_build_object("id", T.id, "name", T.name, "category", TC.code),
+                    TC.code,
+                    T.name,
+                ),
+                type_=JSONB,
+            ),
+            literal([], JSONB),
+            type_=JSONB,
+        )
+    )
+    .select_from(
+        CustomerTag.__table__.join(Tag.__table__, T.id == CT.tag_id).join(
+            TagCategory.__table__, TC.id == T.category_id
+        )
+    )
+    .where(CT.customer_id == C.id)
+    .correlate(Customer.__table__)
+    .scalar_subquery()
+    .label("tags")
+)
 
 # Columns a read returns (search_text and bookkeeping stay inside).
 READ_COLUMNS = [
@@ -76,6 +117,7 @@ READ_COLUMNS = [
     C.products,
     C.contract_amount,
     C.flags,
+    TAGS,
     C.custom,
     C.id_number_enc,
     C.bank_account_enc,
@@ -172,13 +214,17 @@ async def next_code(session: AsyncSession, day: date) -> str:
     return f"C{day:%Y%m%d}{int(value):03d}"
 
 
+# A new customer has no tags yet (and INSERT ... RETURNING cannot correlate the subquery).
+_INSERT_RETURNING = [col for col in READ_COLUMNS if col is not TAGS]
+
+
 async def insert_customer(session: AsyncSession, values: dict[str, Any]) -> dict[str, Any]:
     row = (
-        (await session.execute(insert(Customer).values(**values).returning(*READ_COLUMNS)))
+        (await session.execute(insert(Customer).values(**values).returning(*_INSERT_RETURNING)))
         .mappings()
         .one()
     )
-    return dict(row)
+    return {**row, "tags": []}
 
 
 async def update_customer(
@@ -367,7 +413,14 @@ def filter_conditions(
     if f.get("region"):
         conds.append(or_(C.province.in_(f["region"]), C.city.in_(f["region"])))
     if f.get("flag"):
-        conds.append(C.flags.overlap(f["flag"]))
+        # The column is a generic ARRAY; the PostgreSQL one knows && (overlap).
+        conds.append(type_coerce(C.flags, ARRAY(Text)).overlap(f["flag"]))
+    if f.get("tag"):
+        refs = list(dict.fromkeys(f["tag"]))
+        if f.get("tag_mode") == "all":
+            conds.extend(has_tag([ref]) for ref in refs)
+        else:
+            conds.append(has_tag(refs))
     if f.get("stale_days"):
         cutoff = now - timedelta(days=int(f["stale_days"]))
         conds.append(
@@ -386,6 +439,14 @@ def filter_conditions(
     if f.get("created_to"):
         conds.append(C.created_at < f["created_to"])
     return conds
+
+
+def has_tag(refs: list[str]) -> ColumnElement[bool]:
+    """The customer carries a tag named by one of `refs`: an id, or a name in any category."""
+    # A reference that looks like an id may also be a name ("2026"); it matches either way.
+    ids = [int(r) for r in refs if r.isascii() and r.isdigit() and len(r) <= 18]
+    named = select(T.id).where(or_(T.id.in_(ids), T.name.in_(refs)))
+    return exists().where(CT.customer_id == C.id, CT.tag_id.in_(named))
 
 
 def custom_condition(key: str, op: str, value: Any, field_type: str) -> ColumnElement[bool]:
@@ -458,16 +519,52 @@ def list_statement(
     return stmt.order_by(*order).limit(limit)
 
 
-def count_statement(
+def member_conditions(
     principal: Principal,
     filters: dict[str, Any],
     now: datetime,
     extra: list[ColumnElement[bool]] | None = None,
-) -> Select[Any]:
+) -> list[ColumnElement[bool]]:
+    """The customers matching `filters` that `principal` may see (count and bulk tagging; the
+    list builds the same conditions with its ranking score)."""
     conds = [readable(principal), *filter_conditions(filters, principal, now), *(extra or [])]
     if filters.get("q"):
         from app.customers.normalize import query_forms
 
         text_q, digits = query_forms(filters["q"])
         conds.append(search_condition(text_q, digits)[0])
+    return conds
+
+
+def count_statement(
+    principal: Principal,
+    filters: dict[str, Any],
+    now: datetime,
+    extra: list[ColumnElement[bool]] | None = None,
+) -> Select[Any]:
+    conds = member_conditions(principal, filters, now, extra)
     return select(func.count()).select_from(Customer.__table__).where(*conds)
+
+
+def member_ids_statement(
+    principal: Principal,
+    filters: dict[str, Any],
+    now: datetime,
+    extra: list[ColumnElement[bool]] | None = None,
+    *,
+    writable_only: bool = False,
+) -> Select[Any]:
+    """SELECT id of the matching customers, to embed in set-based statements (bulk tagging)."""
+    conds = member_conditions(principal, filters, now, extra)
+    if writable_only:
+        conds.append(writable(principal))
+    return select(C.id).where(*conds)
+
+
+def code_ids_statement(
+    principal: Principal, codes: list[str], *, writable_only: bool = False
+) -> Select[Any]:
+    """SELECT id of the customers with these codes that `principal` may see (or change)."""
+    # One array parameter: any number of codes, never one bind parameter per code.
+    cond = writable(principal) if writable_only else readable(principal)
+    return select(C.id).where(C.code == any_(cast(codes, ARRAY(C.code.type))), cond)

@@ -186,6 +186,14 @@ class RFM(BaseModel):
     segment: str | None
 
 
+class TagRef(BaseModel):
+    """A tag as a customer carries it; `category` is the category code (e.g. need_type)."""
+
+    id: int
+    name: str
+    category: str
+
+
 class CustomerRead(BaseModel):
     """Money is a decimal string ("120000.00"); masked values look like 138****5678."""
 
@@ -227,6 +235,7 @@ class CustomerRead(BaseModel):
     products: list[str]
     contract_amount: str | None
     flags: list[str]
+    tags: list[TagRef]
     custom: dict[str, Any]
     id_number: str | None = Field(description="Always masked; reveal through /reveal.")
     bank_account: str | None = Field(description="Always masked; reveal through /reveal.")
@@ -277,6 +286,12 @@ class CustomerFilter(BaseModel):
     region: list[str] = Field(default=[], description="Province or city.")
     kind: list[Kind] = []
     flag: list[Flag] = []
+    tag: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=40)]], Field(max_length=50)
+    ] = Field(default=[], description="Tag ids or names (a name matches in every category).")
+    tag_mode: Literal["any", "all"] = Field(
+        default="any", description="`any`: at least one of `tag`; `all`: every one of them."
+    )
     stale_days: Annotated[int, Field(ge=1, le=3650)] | None = None
     id_number: Annotated[str, Field(max_length=40)] | None = Field(
         default=None, description="Exact match through the blind index."

@@ -9,7 +9,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
-from sqlalchemy import ColumnElement
+from sqlalchemy import ColumnElement, Select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import service as audit
@@ -125,6 +125,7 @@ def to_public(row: dict[str, Any], principal: Principal) -> dict[str, Any]:
             _money(row["contract_amount"]) if principal.sees_contract_amount else None
         ),
         "flags": row["flags"],
+        "tags": row["tags"],
         "custom": row["custom"],
         "id_number": sensitive.masked(row, "id_number"),
         "bank_account": sensitive.masked(row, "bank_account"),
@@ -140,6 +141,7 @@ def to_public(row: dict[str, Any], principal: Principal) -> dict[str, Any]:
 AUDIT_SKIP = {
     "id", "search_text", "name_key", "version", "id_number_enc", "bank_account_enc",
     "id_number_bidx", "bank_account_bidx", "pii_key_id", "external_ids",
+    "tags",  # audited by the tag operations themselves
 }  # fmt: skip
 
 
@@ -571,6 +573,35 @@ async def custom_filter_conditions(
             value = Decimal(str(value))
         conds.append(repo.custom_condition(key, op, value, f.type))
     return conds
+
+
+async def count_customers(
+    session: AsyncSession, principal: Principal, filters: CustomerFilter
+) -> int:
+    """How many customers the caller may see match `filters` (a saved segment's live count)."""
+    extra = await custom_filter_conditions(session, filters.custom)
+    stmt = repo.count_statement(principal, filters.model_dump(), datetime.now(UTC), extra)
+    return int(await session.scalar(stmt) or 0)
+
+
+async def member_ids(
+    session: AsyncSession,
+    principal: Principal,
+    filters: CustomerFilter,
+    *,
+    writable_only: bool = False,
+) -> Select[Any]:
+    """A SELECT of the ids `filters` matches among the customers the caller may see (or change),
+    for other features' set-based statements; the same builder as the list."""
+    extra = await custom_filter_conditions(session, filters.custom)
+    return repo.member_ids_statement(
+        principal, filters.model_dump(), datetime.now(UTC), extra, writable_only=writable_only
+    )
+
+
+def code_ids(principal: Principal, codes: list[str], *, writable_only: bool = False) -> Select[Any]:
+    """A SELECT of the ids behind `codes` among the customers the caller may see (or change)."""
+    return repo.code_ids_statement(principal, codes, writable_only=writable_only)
 
 
 def _cursor_value(value: Any) -> Any:

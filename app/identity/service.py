@@ -236,7 +236,8 @@ async def merge(
         rows = await session.execute(
             text(
                 f"INSERT INTO {table} (customer_id, {other_col}) "  # noqa: S608
-                f"SELECT DISTINCT :s, {other_col} FROM {table} WHERE customer_id = ANY(:m) "
+                f"SELECT DISTINCT CAST(:s AS bigint), {other_col} FROM {table} "
+                f"WHERE customer_id = ANY(:m) "
                 f"ON CONFLICT DO NOTHING RETURNING {other_col}"
             ),
             {"s": survivor["id"], "m": merged_ids},

@@ -10,6 +10,8 @@ from app.models.customer import (
     SourceChannel,
 )
 from app.models.identity import CustomerMerge, DuplicateCandidate, WebhookInbox, WebhookSource
+from app.models.saved_segment import SavedSegment
+from app.models.tag import CustomerTag, Tag, TagCategory
 from app.models.user import LoginFailure, RefreshToken, ServiceAccount, User
 
 __all__ = [
@@ -19,12 +21,16 @@ __all__ = [
     "Customer",
     "CustomerCodeCounter",
     "CustomerMerge",
+    "CustomerTag",
     "DuplicateCandidate",
     "IdempotencyKey",
     "LoginFailure",
     "RefreshToken",
+    "SavedSegment",
     "ServiceAccount",
     "SourceChannel",
+    "Tag",
+    "TagCategory",
     "User",
     "WebhookInbox",
     "WebhookSource",

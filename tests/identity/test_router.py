@@ -130,6 +130,16 @@ async def test_merge_moves_everything_and_undo_restores(
         need_tags=["ERP"],
         industry="65",
     )
+    tag = (
+        await client.post(
+            "/api/v1/tags", json={"name": "重点客户", "category": "customer_trait"},
+            headers=admin.headers,
+        )
+    ).json()
+    put = await client.put(
+        f"/api/v1/customers/{merged['code']}/tags/{tag['id']}", headers=admin.headers
+    )
+    assert put.status_code in (200, 204), put.text
     r = await client.post(
         "/api/v1/customers/merge",
         json={"survivor": survivor["code"], "merged": [merged["code"]]},
@@ -137,6 +147,7 @@ async def test_merge_moves_everything_and_undo_restores(
     )
     assert r.status_code == 200, r.text
     body = r.json()
+    assert [t["name"] for t in body["tags"]] == ["重点客户"]
     # The survivor's non-empty values win; its empty fields are filled from the merged one.
     assert body["phone"] == "+8613812345678" and body["address"] == "海淀区"
     assert body["email"] == "info@mm.cn" and body["industry"] == "65"
@@ -170,6 +181,7 @@ async def test_merge_moves_everything_and_undo_restores(
     assert back["email"] is None and back["industry"] is None
     assert [c["name"] for c in back["contacts"]] == ["张经理"]
     assert back["custom"] == {"level": "A"}
+    assert back["tags"] == []
     again = await client.get(f"/api/v1/customers/{merged['code']}", headers=admin.headers)
     assert again.status_code == 200 and again.json()["email"] == "info@mm.cn"
     twice = await client.post(
