@@ -132,7 +132,8 @@ async def test_merge_moves_everything_and_undo_restores(
     )
     tag = (
         await client.post(
-            "/api/v1/tags", json={"name": "重点客户", "category": "customer_trait"},
+            "/api/v1/tags",
+            json={"name": "重点客户", "category": "customer_trait"},
             headers=admin.headers,
         )
     ).json()
