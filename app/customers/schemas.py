@@ -271,21 +271,33 @@ SortKey = Literal[
 ]
 
 
+# Filter complexity is bounded: a list filter takes at most this many values.
+MAX_FILTER_VALUES = 50
+OwnerRef = Annotated[str, Field(pattern=r"^(me|none|[0-9]{1,18})$")]
+ShortValue = Annotated[str, Field(min_length=1, max_length=60)]
+
+
 class CustomerFilter(BaseModel):
     """The customer list's filter language; saved segments store exactly this."""
 
     model_config = ConfigDict(extra="forbid")
 
     q: Annotated[str, Field(min_length=1, max_length=100)] | None = None
-    owner: list[str] = Field(default=[], description="User ids, `me`, or `none` (the shared pool).")
-    tier: list[ValueTier] = []
-    lifecycle: list[Lifecycle] = []
-    status: list[CooperationStatus] = []
-    source: list[str] = []
-    industry: list[str] = Field(default=[], description="Division codes or section letters.")
-    region: list[str] = Field(default=[], description="Province or city.")
-    kind: list[Kind] = []
-    flag: list[Flag] = []
+    owner: Annotated[list[OwnerRef], Field(max_length=MAX_FILTER_VALUES)] = Field(
+        default=[], description="User ids, `me`, or `none` (the shared pool)."
+    )
+    tier: Annotated[list[ValueTier], Field(max_length=MAX_FILTER_VALUES)] = []
+    lifecycle: Annotated[list[Lifecycle], Field(max_length=MAX_FILTER_VALUES)] = []
+    status: Annotated[list[CooperationStatus], Field(max_length=MAX_FILTER_VALUES)] = []
+    source: Annotated[list[ShortValue], Field(max_length=MAX_FILTER_VALUES)] = []
+    industry: Annotated[list[ShortValue], Field(max_length=MAX_FILTER_VALUES)] = Field(
+        default=[], description="Division codes or section letters."
+    )
+    region: Annotated[list[ShortValue], Field(max_length=MAX_FILTER_VALUES)] = Field(
+        default=[], description="Province or city."
+    )
+    kind: Annotated[list[Kind], Field(max_length=2)] = []
+    flag: Annotated[list[Flag], Field(max_length=MAX_FILTER_VALUES)] = []
     tag: Annotated[
         list[Annotated[str, Field(min_length=1, max_length=40)]], Field(max_length=50)
     ] = Field(default=[], description="Tag ids or names (a name matches in every category).")
@@ -299,7 +311,7 @@ class CustomerFilter(BaseModel):
     bank_account: Annotated[str, Field(max_length=50)] | None = None
     created_from: AwareDatetime | date | None = None
     created_to: AwareDatetime | date | None = None
-    custom: dict[str, str] = Field(
+    custom: Annotated[dict[str, ShortValue], Field(max_length=10)] = Field(
         default={},
         description="custom.<key>=value; for number and date fields also "
         "custom.<key>.gte / custom.<key>.lte",

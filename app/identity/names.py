@@ -37,9 +37,11 @@ _PUNCT = re.compile(r"[\s\.,，。·・\-_/\\'\"“”‘’()（）\[\]【】&+
 
 def name_key(name: str) -> str:
     """'北京某某科技有限公司' and '北京某某科技（中国）有限公司' both give '北京某某科技'."""
-    text = unicodedata.normalize("NFKC", name).lower().strip()
+    # NFKC again after lower(): case folding can leave decomposed characters behind.
+    text = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", name).lower()).strip()
     text = _REGION_MARKERS.sub("", text)
-    compact = _PUNCT.sub("", text)
+    # Removing spaces can bring a combining mark next to a letter: compose again.
+    compact = unicodedata.normalize("NFKC", _PUNCT.sub("", text))
     changed = True
     while changed and compact:
         changed = False
