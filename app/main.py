@@ -14,7 +14,7 @@ from app.audit.router import router as audit_router
 from app.auth.router import router as auth_router
 from app.core.config import Settings, get_settings
 from app.core.db import build_engine, build_sessionmaker, resolve_database_url
-from app.core.errors import install_error_handlers
+from app.core.errors import document_problems, install_error_handlers
 from app.core.logging import configure_logging
 from app.core.middleware import RequestContextMiddleware
 from app.core.ratelimit import RateLimitMiddleware
@@ -94,6 +94,9 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
         default_response_class=FastJSONResponse,
     )
     install_error_handlers(app)
+    document_problems(ops_router.routes)
+    for router in FEATURE_ROUTERS:
+        document_problems(router.routes)
     app.include_router(ops_router)
     for router in FEATURE_ROUTERS:
         app.include_router(router, prefix=API_PREFIX)

@@ -8,6 +8,7 @@ from typing import Any
 import asyncpg
 import orjson
 from fastapi import FastAPI, Request
+from pydantic import BaseModel, ConfigDict
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -17,6 +18,63 @@ log = logging.getLogger(__name__)
 
 PROBLEM_BASE = "https://crm.example.com/problems/"
 PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+
+class FieldProblem(BaseModel):
+    field: str
+    message: str
+    code: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, with per-field `errors` on validation failures."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+    request_id: str | None = None
+    errors: list[FieldProblem] | None = None
+
+
+_PROBLEM_CONTENT = {
+    "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+}
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": Problem, "description": description, "content": _PROBLEM_CONTENT}
+    for status, description in {
+        308: "Merged into another customer; follow Location",
+        401: "Missing, invalid or expired credentials",
+        403: "Not allowed for your role or scopes",
+        404: "Not found, or not visible to you",
+        409: "Conflicts with the current state",
+        412: "Stale If-Match version",
+        413: "Body or upload too large",
+        422: "Invalid input; `errors` names each field",
+        429: "Too many requests; see Retry-After",
+        503: "Database unavailable or request timed out; see Retry-After",
+    }.items()
+}
+
+
+def document_problems(routes: Any) -> None:
+    """Give every route the problem responses it can answer, keeping its own descriptions."""
+    from fastapi.routing import APIRoute
+
+    for route in routes:
+        if not isinstance(route, APIRoute):
+            continue
+        merged = {}
+        for status, spec in PROBLEM_RESPONSES.items():
+            own = route.responses.get(status) or route.responses.get(str(status)) or {}
+            merged[status] = {**spec, **{k: v for k, v in own.items() if k == "description"}}
+        for status, own in route.responses.items():
+            if status not in merged and int(status) not in merged:
+                merged[status] = own
+        route.responses = merged
 
 
 def wants_chinese(request: Request | None) -> bool:
