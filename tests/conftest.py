@@ -17,6 +17,8 @@ from pathlib import Path
 os.environ.setdefault("CRM_JWT_SECRET", "test-secret-" + uuid.uuid4().hex)
 os.environ.setdefault("CRM_ARGON2_MEMORY_KIB", "1024")
 os.environ.setdefault("CRM_ARGON2_TIME_COST", "1")
+# Tests start sweeps themselves; a scheduled one would race them.
+os.environ.setdefault("CRM_SWEEP_INTERVAL_SECONDS", "0")
 os.environ.pop("DATABASE_URL", None)
 
 import httpx
@@ -97,11 +99,14 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 
 
 _TABLES: list[str] = []
+_SEEDED: list[str] = []
 
 
 @pytest.fixture(autouse=True)
 async def clean_tables(engine: AsyncEngine) -> None:
-    """Every test starts from empty tables (the audit triggers are bypassed for this only)."""
+    """Every test starts from the migrated state: empty tables, except the reference rows the
+    migrations write (source channels, segmentation rules v1), which are copied aside once and
+    put back (the audit triggers are bypassed for this only)."""
     async with engine.begin() as conn:
         if not _TABLES:
             rows = await conn.execute(
@@ -111,8 +116,15 @@ async def clean_tables(engine: AsyncEngine) -> None:
                 )
             )
             _TABLES.extend(r[0] for r in rows)
+            await conn.execute(text("CREATE SCHEMA test_seed"))
+            for table in _TABLES:
+                if await conn.scalar(text(f"SELECT EXISTS (SELECT 1 FROM {table})")):
+                    await conn.execute(text(f"CREATE TABLE test_seed.{table} AS TABLE {table}"))
+                    _SEEDED.append(table)
         await conn.execute(text("SET LOCAL session_replication_role = replica"))
         await conn.execute(text(f"TRUNCATE {', '.join(_TABLES)} RESTART IDENTITY CASCADE"))
+        for table in _SEEDED:
+            await conn.execute(text(f"INSERT INTO {table} SELECT * FROM test_seed.{table}"))
 
 
 @pytest.fixture(scope="session")

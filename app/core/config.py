@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     page_size_default: int = 50
     page_size_max: int = 200
 
+    # The segmentation sweep inside each API process (SPEC §4); 0 disables the schedule (the
+    # sweep still runs on demand: POST /segments/recompute, `crm recompute`).
+    sweep_interval_seconds: float = Field(default=900, ge=0)
+
     timezone: str = "Asia/Shanghai"
     log_level: str = "INFO"
 

@@ -8,6 +8,8 @@ from app.models.customer import (
     IdempotencyKey,
     SourceChannel,
 )
+from app.models.interaction import Interaction, Task
+from app.models.segment import SegmentRuleSet, SegmentSweep, TierChange
 from app.models.user import LoginFailure, RefreshToken, ServiceAccount, User
 
 __all__ = [
@@ -16,9 +18,14 @@ __all__ = [
     "Customer",
     "CustomerCodeCounter",
     "IdempotencyKey",
+    "Interaction",
     "LoginFailure",
     "RefreshToken",
+    "SegmentRuleSet",
+    "SegmentSweep",
     "ServiceAccount",
     "SourceChannel",
+    "Task",
+    "TierChange",
     "User",
 ]
