@@ -71,6 +71,10 @@ def upgrade() -> None:
         "ON customers FOR EACH ROW EXECUTE FUNCTION customers_owner_assigned_at()"
     )
 
+    # Every customer is in exactly one RFM class from the start; the sweep scores buyers.
+    op.alter_column("customers", "rfm_segment", server_default="no_purchase")
+    op.execute("UPDATE customers SET rfm_segment = 'no_purchase' WHERE rfm_segment IS NULL")
+
     op.create_table(
         "interactions",
         sa.Column("id", sa.BigInteger, sa.Identity(), nullable=False),
@@ -238,3 +242,4 @@ def downgrade() -> None:
     op.execute("DROP TRIGGER customers_owner_assigned_at ON customers")
     op.execute("DROP FUNCTION customers_owner_assigned_at()")
     op.drop_column("customers", "owner_assigned_at")
+    op.alter_column("customers", "rfm_segment", server_default=None)

@@ -71,7 +71,7 @@ class Customer(Timestamped, Base):
     rfm_r: Mapped[int | None] = mapped_column(SmallInteger)
     rfm_f: Mapped[int | None] = mapped_column(SmallInteger)
     rfm_m: Mapped[int | None] = mapped_column(SmallInteger)
-    rfm_segment: Mapped[str | None] = mapped_column(String(20))
+    rfm_segment: Mapped[str | None] = mapped_column(String(20), server_default="no_purchase")
     cooperation_status: Mapped[str] = mapped_column(
         String(12), nullable=False, server_default="not_started"
     )

@@ -72,13 +72,13 @@ agg AS (
            max(i.occurred_at) FILTER (WHERE i.kind = 'purchase') AS last_purchase_at,
            count(*) FILTER (WHERE i.kind = 'purchase') AS deals,
            coalesce(sum(i.amount) FILTER (
-               WHERE i.kind = 'purchase' AND i.occurred_at >= r.hv_since), 0) AS hv_sum,
-           count(*) FILTER (WHERE i.occurred_at >= r.pot_since) AS recent,
+               WHERE i.kind = 'purchase' AND i.occurred_at >= (SELECT hv_since FROM r)), 0)
+               AS hv_sum,
+           count(*) FILTER (WHERE i.occurred_at >= (SELECT pot_since FROM r)) AS recent,
            count(*) FILTER (WHERE i.kind = 'complaint' AND NOT i.resolved) AS unresolved
       FROM interactions i
-     CROSS JOIN r
      WHERE TRUE /*interaction_scope*/
-     GROUP BY i.customer_id, r.hv_since, r.pot_since
+     GROUP BY i.customer_id
 ),
 base AS (
     SELECT c.id,
@@ -147,38 +147,43 @@ k AS (
                 ELSE 'existing' END AS lifecycle,
            CASE x.activity_reason WHEN 'recent_interaction' THEN 'active'
                                   WHEN 'no_recent_interaction' THEN 'dormant'
-                                  ELSE 'lost' END AS activity,
-           CASE x.tier_reason
-                WHEN 'no_interaction' THEN format(
-                    'no interaction for %s days (rule: more than %s)', x.quiet_days, x.churn_days)
-                WHEN 'unresolved_complaint' THEN format(
-                    '%s unresolved complaint(s)', x.unresolved)
-                WHEN 'purchase_amount' THEN format(
-                    'purchases of %s CNY in %s days (rule: at least %s)',
-                    x.hv_sum, x.hv_days, x.hv_amount)
-                WHEN 'deal_count' THEN format('%s deals (rule: at least %s)', x.deals, x.hv_deals)
-                WHEN 'open_need' THEN 'an open need and no deal yet'
-                WHEN 'recent_interactions' THEN format(
-                    '%s interactions in %s days (rule: at least %s)',
-                    x.recent, x.pot_days, x.pot_count)
-                ELSE 'no rule matched' END AS tier_detail,
-           CASE x.lifecycle_reason
-                WHEN 'no_interaction_after_purchase' THEN format(
-                    'no interaction for %s days after a purchase (rule: more than %s)',
-                    x.quiet_days, x.lc_days)
-                WHEN 'baseline_churned' THEN 'given as churned on create or import'
-                WHEN 'baseline' THEN format(
-                    '%s purchase(s) recorded; given as %s on create or import',
-                    x.deals, x.baseline)
-                ELSE format('%s purchase(s)', x.deals) END AS lifecycle_detail,
-           format('last interaction %s days ago (active within %s, lost after %s)',
-                  x.quiet_days, x.act_days, x.lost_days) AS activity_detail
+                                  ELSE 'lost' END AS activity
       FROM reasons x
 )"""
 )
 
+# Human-readable reasons, computed only for the rows that need them (changes, the facts view).
+DETAIL_COLUMNS = """
+           CASE k.tier_reason
+                WHEN 'no_interaction' THEN format(
+                    'no interaction for %s days (rule: more than %s)', k.quiet_days, k.churn_days)
+                WHEN 'unresolved_complaint' THEN format(
+                    '%s unresolved complaint(s)', k.unresolved)
+                WHEN 'purchase_amount' THEN format(
+                    'purchases of %s CNY in %s days (rule: at least %s)',
+                    k.hv_sum, k.hv_days, k.hv_amount)
+                WHEN 'deal_count' THEN format('%s deals (rule: at least %s)', k.deals, k.hv_deals)
+                WHEN 'open_need' THEN 'an open need and no deal yet'
+                WHEN 'recent_interactions' THEN format(
+                    '%s interactions in %s days (rule: at least %s)',
+                    k.recent, k.pot_days, k.pot_count)
+                ELSE 'no rule matched' END AS tier_detail,
+           CASE k.lifecycle_reason
+                WHEN 'no_interaction_after_purchase' THEN format(
+                    'no interaction for %s days after a purchase (rule: more than %s)',
+                    k.quiet_days, k.lc_days)
+                WHEN 'baseline_churned' THEN 'given as churned on create or import'
+                WHEN 'baseline' THEN format(
+                    '%s purchase(s) recorded; given as %s on create or import',
+                    k.deals, k.baseline)
+                ELSE format('%s purchase(s)', k.deals) END AS lifecycle_detail,
+           format('last interaction %s days ago (active within %s, lost after %s)',
+                  k.quiet_days, k.act_days, k.lost_days) AS activity_detail
+"""
+
 # Store the classes that differ (and the derived follow-up dates), and log every class change.
-APPLY_CLASSES = """,
+APPLY_CLASSES = (
+    """,
 upd AS (
     UPDATE customers c
        SET value_tier = k.tier,
@@ -199,10 +204,13 @@ logged AS (
            CAST(:cause AS text), k.rule_version
       FROM k
       JOIN upd ON upd.id = k.id
+     CROSS JOIN LATERAL (SELECT """  # noqa: S608 (constant SQL fragments, no input)
+    + DETAIL_COLUMNS
+    + """) AS x
      CROSS JOIN LATERAL (VALUES
-           ('value_tier', k.old_tier, k.tier, k.tier_reason, k.tier_detail),
-           ('lifecycle', k.old_lifecycle, k.lifecycle, k.lifecycle_reason, k.lifecycle_detail),
-           ('activity', k.old_activity, k.activity, k.activity_reason, k.activity_detail)
+           ('value_tier', k.old_tier, k.tier, k.tier_reason, x.tier_detail),
+           ('lifecycle', k.old_lifecycle, k.lifecycle, k.lifecycle_reason, x.lifecycle_detail),
+           ('activity', k.old_activity, k.activity, k.activity_reason, x.activity_detail)
      ) AS d (dimension, old_class, new_class, reason, detail)
      WHERE d.old_class IS DISTINCT FROM d.new_class
     RETURNING 1
@@ -211,6 +219,7 @@ SELECT (SELECT count(*) FROM upd) AS customers_changed,
        (SELECT count(*) FROM logged) AS tier_changes,
        (SELECT version FROM r) AS rule_version
 """
+)
 
 
 def _scoped(sql: str, *, one_customer: bool) -> str:
@@ -227,9 +236,10 @@ FACTS_ONE_SQL = text(
     _scoped(
         CLASSIFY_CTES
         + """
-SELECT k.tier, k.lifecycle, k.activity, k.tier_detail, k.lifecycle_detail, k.activity_detail,
-       k.last_touch, k.quiet_days, k.deals, k.known_deals, k.hv_sum, k.hv_days, k.recent,
-       k.pot_days, k.unresolved, k.open_need, k.rule_version
+SELECT k.tier, k.lifecycle, k.activity, k.last_touch, k.quiet_days, k.deals, k.known_deals,
+       k.hv_sum, k.hv_days, k.recent, k.pot_days, k.unresolved, k.open_need, k.rule_version,"""
+        + DETAIL_COLUMNS
+        + """
   FROM k
 """,
         one_customer=True,
@@ -396,9 +406,13 @@ async def record_sweep(session: AsyncSession, values: dict[str, Any]) -> None:
     await session.execute(insert(SegmentSweep).values(**values))
 
 
-async def long_statement_timeout(session: AsyncSession) -> None:
-    # The request-sized default would cut a whole-base sweep short on a large base.
+async def sweep_settings(session: AsyncSession) -> None:
+    # The request-sized timeout would cut a whole-base sweep short on a large base; the RFM
+    # window sorts spill to disk under the default work_mem; and the CTE row estimates make
+    # PostgreSQL JIT-compile these statements, which costs more (~1 s) than it saves.
     await session.execute(text("SET LOCAL statement_timeout = '30min'"))
+    await session.execute(text("SET LOCAL work_mem = '64MB'"))
+    await session.execute(text("SET LOCAL jit = off"))
 
 
 # ---- reading ---------------------------------------------------------------------------------

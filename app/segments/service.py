@@ -52,7 +52,7 @@ async def run_sweep(
         last = await repo.last_sweep(session)
         if last is not None and last.finished_at > await repo.clock(session) - skip_if_newer_than:
             return None
-    await repo.long_statement_timeout(session)
+    await repo.sweep_settings(session)
     started = await repo.clock(session)
     tz = _tz()
     classes = await repo.classify_all(session, cause=cause, tz=tz)
