@@ -82,6 +82,7 @@ agg AS (
 ),
 base AS (
     SELECT c.id,
+           c.xmin AS row_version,
            c.value_tier AS old_tier,
            c.lifecycle AS old_lifecycle,
            c.activity AS old_activity,
@@ -193,6 +194,9 @@ upd AS (
            last_cooperation_date = k.coop_date
       FROM k
      WHERE c.id = k.id
+       -- A row written since this statement's snapshot (an interaction recomputed it, with
+       -- data this snapshot lacks) is fresher than k: leave it; the next sweep revisits it.
+       AND c.xmin = k.row_version
        AND (c.value_tier, c.lifecycle, c.activity, c.last_follow_up_at, c.last_cooperation_date)
            IS DISTINCT FROM (k.tier, k.lifecycle, k.activity, k.follow_up, k.coop_date)
     RETURNING c.id

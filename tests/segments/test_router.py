@@ -283,3 +283,38 @@ async def test_rules_in_force_are_read_by_the_sql(engine: AsyncEngine):
     maker = build_sessionmaker(engine)
     async with maker() as session:
         assert (await segment_repo.current_rules(session)).version == 1
+
+
+async def test_a_sweep_does_not_overwrite_a_fresher_write(engine: AsyncEngine):
+    """The sweep's classes come from its snapshot; a customer recomputed by a concurrent
+    interaction (committed while the sweep waited for its row) keeps the fresher classes."""
+    from app.auth.permissions import ROLE_SCOPES
+    from app.auth.principal import Principal
+    from app.interactions import service as interactions
+    from app.interactions.schemas import InteractionCreate
+
+    rep = await make_user(engine)
+    customer = await make_customer(engine, owner_id=rep.id, created_days_ago=200)
+    await add_interaction(engine, customer, days_ago=95)  # quiet: the sweep says churn_risk
+    principal = Principal(
+        kind="user", id=rep.id, role=Role.sales, scopes=ROLE_SCOPES[Role.sales]
+    )
+    maker = build_sessionmaker(engine)
+    async with maker() as writer, writer.begin():
+        await interactions.create(
+            writer,
+            principal,
+            InteractionCreate(
+                customer_code=customer.code, channel="phone", kind="follow_up", direction="inbound"
+            ),
+        )
+        sweep = asyncio.create_task(run_sweep(engine))
+        await asyncio.sleep(0.5)  # the sweep's UPDATE now waits for the writer's row lock
+        assert not sweep.done()
+    assert await sweep is not None
+    row = await customer_row(engine, customer)
+    assert row["value_tier"] == "normal"  # not the sweep's stale churn_risk
+    assert row["activity"] == "active"
+    assert row["last_follow_up_at"] > datetime.now(UTC) - timedelta(minutes=5)
+    await run_sweep(engine)  # and the next sweep agrees
+    assert (await customer_row(engine, customer))["value_tier"] == "normal"
