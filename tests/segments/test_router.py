@@ -296,9 +296,7 @@ async def test_a_sweep_does_not_overwrite_a_fresher_write(engine: AsyncEngine):
     rep = await make_user(engine)
     customer = await make_customer(engine, owner_id=rep.id, created_days_ago=200)
     await add_interaction(engine, customer, days_ago=95)  # quiet: the sweep says churn_risk
-    principal = Principal(
-        kind="user", id=rep.id, role=Role.sales, scopes=ROLE_SCOPES[Role.sales]
-    )
+    principal = Principal(kind="user", id=rep.id, role=Role.sales, scopes=ROLE_SCOPES[Role.sales])
     maker = build_sessionmaker(engine)
     async with maker() as writer, writer.begin():
         await interactions.create(
