@@ -1,4 +1,4 @@
-"""The `crm` command: serve, migrate, create-user, openapi."""
+"""The `crm` command: serve, migrate, create-user, recompute, openapi."""
 
 from __future__ import annotations
 
@@ -65,6 +65,29 @@ def cmd_create_user(args: argparse.Namespace) -> None:
     url = resolve_database_url(get_settings())
     asyncio.run(_create_user(url, args.email, args.password, args.role))
     print(f"user created with role {args.role}")
+
+
+async def _recompute(url: str, wait: bool) -> dict[str, object] | None:
+    from app.core.db import build_engine, build_sessionmaker
+    from app.segments import service
+
+    engine = build_engine(url, get_settings())
+    try:
+        async with build_sessionmaker(engine)() as session, session.begin():
+            return await service.run_sweep(session, cause="manual", wait=wait)
+    finally:
+        await engine.dispose()
+
+
+def cmd_recompute(args: argparse.Namespace) -> None:
+    import orjson
+
+    url = resolve_database_url(get_settings())
+    result = asyncio.run(_recompute(url, args.wait))
+    if result is None:
+        print("another sweep is running; nothing done (use --wait to queue behind it)")
+        sys.exit(1)
+    print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
@@ -156,6 +179,15 @@ def main(argv: list[str] | None = None) -> None:
         "rotate-key", help="re-encrypt sensitive fields under CRM_ENCRYPTION_ACTIVE_KEY"
     )
     rotate.set_defaults(func=cmd_rotate_key)
+
+    recompute = sub.add_parser(
+        "recompute",
+        help="run the segmentation sweep now (classes, RFM quintiles, shared-pool release)",
+    )
+    recompute.add_argument(
+        "--wait", action="store_true", help="wait for a running sweep instead of giving up"
+    )
+    recompute.set_defaults(func=cmd_recompute)
 
     openapi = sub.add_parser("openapi", help="write the OpenAPI document")
     openapi.add_argument("--output", default=str(ROOT / "openapi" / "openapi.json"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 
@@ -24,13 +25,20 @@ from app.customers.router import router as customers_router
 from app.fields.router import router as fields_router
 from app.identity.router import router as identity_router
 from app.ingest.router import router as ingest_router
+from app.interactions.router import customer_router as customer_timeline_router
+from app.interactions.router import router as interactions_router
 from app.meta.router import router as meta_router
 from app.ops.router import router as ops_router
+from app.pool.router import router as pool_router
 from app.privacy.router import router as privacy_router
 from app.saved_segments.router import router as saved_segments_router
+from app.segments.router import customer_router as customer_segments_router
+from app.segments.router import router as segments_router
+from app.segments.scheduler import sweep_forever
 from app.tags.router import categories_router as tag_categories_router
 from app.tags.router import customer_tags_router
 from app.tags.router import router as tags_router
+from app.tasks.router import reminders_router, tasks_router
 
 API_PREFIX = "/api/v1"
 
@@ -43,6 +51,14 @@ FEATURE_ROUTERS: list[APIRouter] = [
     identity_router,
     customers_router,
     privacy_router,
+    customer_timeline_router,
+    customer_segments_router,
+    pool_router,
+    interactions_router,
+    tasks_router,
+    reminders_router,
+    # Before any router with /segments/{id}: /segments/rules etc. must match first.
+    segments_router,
     fields_router,
     meta_router,
     ingest_router,
@@ -78,9 +94,18 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
         engine = build_engine(url, settings)
         app.state.engine = engine
         app.state.sessionmaker = build_sessionmaker(engine)
+        sweeper = None
+        if settings.sweep_interval_seconds > 0:
+            sweeper = asyncio.create_task(
+                sweep_forever(app.state.sessionmaker, settings.sweep_interval_seconds)
+            )
         try:
             yield
         finally:
+            if sweeper is not None:
+                sweeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sweeper
             await engine.dispose()
 
     app = FastAPI(

@@ -28,6 +28,8 @@ os.environ.setdefault("CRM_RATE_LIMIT_IP_BURST", "100000")
 os.environ.setdefault("CRM_RATE_LIMIT_PER_PRINCIPAL", "100000")
 os.environ.setdefault("CRM_RATE_LIMIT_PRINCIPAL_BURST", "100000")
 os.environ.setdefault("CRM_BLIND_INDEX_KEY", base64.b64encode(os.urandom(32)).decode())
+# Tests start sweeps themselves; a scheduled one would race them.
+os.environ.setdefault("CRM_SWEEP_INTERVAL_SECONDS", "0")
 os.environ.pop("DATABASE_URL", None)
 
 import httpx

@@ -132,3 +132,110 @@ async def seed_tag_categories(engine: AsyncEngine) -> None:
                 ),
                 {"c": code, "l": label},
             )
+
+
+# ---- customers, interactions, sweeps (direct SQL: fast, and able to backdate) -----------------
+
+_customer_seq = itertools.count(1)
+
+
+@dataclass
+class TestCustomer:
+    __test__ = False
+
+    id: int
+    code: str
+
+
+async def seed_customer(
+    engine: AsyncEngine,
+    *,
+    owner_id: int | None = None,
+    name: str | None = None,
+    created_days_ago: float = 0,
+    core_needs: str | None = None,
+    lifecycle: str | None = None,
+    last_follow_up_days_ago: float | None = None,
+    owner_assigned_days_ago: float | None = None,
+) -> TestCustomer:
+    n = next(_customer_seq)
+    code = f"C20980101{n:03d}"
+    async with engine.begin() as conn:
+        customer_id = await conn.scalar(
+            text(
+                "INSERT INTO customers (code, name, owner_id, created_at, core_needs, lifecycle, "
+                "lifecycle_baseline, last_follow_up_at, owner_assigned_at) VALUES (:code, :name, "
+                ":owner, now() - make_interval(secs => CAST(:created AS float8) * 86400), :needs, "
+                "coalesce(:lifecycle, 'potential'), :lifecycle, "
+                "now() - make_interval(secs => CAST(:follow_up AS float8) * 86400), "
+                "now() - make_interval(secs => CAST(:assigned AS float8) * 86400)) RETURNING id"
+            ),
+            {
+                "code": code,
+                "name": name or f"测试客户{n}有限公司",
+                "owner": owner_id,
+                "created": created_days_ago,
+                "needs": core_needs,
+                "lifecycle": lifecycle,
+                "follow_up": last_follow_up_days_ago,
+                "assigned": owner_assigned_days_ago,
+            },
+        )
+    assert customer_id is not None
+    return TestCustomer(id=int(customer_id), code=code)
+
+
+async def add_interaction(
+    engine: AsyncEngine,
+    customer: TestCustomer,
+    *,
+    days_ago: float,
+    kind: str = "follow_up",
+    amount: str | None = None,
+    resolved: bool | None = None,
+    channel: str = "phone",
+) -> int:
+    """Insert an interaction as an import or another process would: no recompute runs."""
+    if kind == "complaint" and resolved is None:
+        resolved = False
+    async with engine.begin() as conn:
+        interaction_id = await conn.scalar(
+            text(
+                "INSERT INTO interactions (customer_id, occurred_at, channel, kind, direction, "
+                "amount, resolved) VALUES (:cid, "
+                "now() - make_interval(secs => CAST(:ago AS float8) * 86400), "
+                ":channel, :kind, 'outbound', CAST(:amount AS numeric), :resolved) RETURNING id"
+            ),
+            {
+                "cid": customer.id,
+                "ago": days_ago,
+                "channel": channel,
+                "kind": kind,
+                "amount": amount,
+                "resolved": resolved,
+            },
+        )
+    assert interaction_id is not None
+    return int(interaction_id)
+
+
+async def run_sweep(engine: AsyncEngine, cause: str = "manual") -> dict[str, Any] | None:
+    from app.core.db import build_sessionmaker
+    from app.segments import service
+
+    async with build_sessionmaker(engine)() as session, session.begin():
+        return await service.run_sweep(session, cause=cause)
+
+
+async def customer_row(engine: AsyncEngine, customer: TestCustomer) -> dict[str, Any]:
+    async with engine.connect() as conn:
+        row = (
+            (
+                await conn.execute(
+                    text("SELECT * FROM customers WHERE id = :id"), {"id": customer.id}
+                )
+            )
+            .mappings()
+            .one()
+        )
+    return dict(row)

@@ -1,7 +1,7 @@
 """Identity resolution, duplicate candidates, merges and aliases; webhook sources and inbox.
 
 Revision ID: 0006_identity
-Revises: 0002_customers
+Revises: 0003_interactions
 Create Date: 2026-11-23 08:00
 """
 
@@ -13,7 +13,7 @@ from sqlalchemy.dialects import postgresql as pg
 from alembic import op
 
 revision: str = "0006_identity"
-down_revision: str | None = "0002_customers"
+down_revision: str | None = "0003_interactions"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -38,6 +38,42 @@ async def insert(
     )
 
 
+_INSERT_MANY_SQL = text(
+    """
+    INSERT INTO audit_log (id, actor, action, entity_type, entity_id, changes, request_id,
+                           prev_hash, hash)
+    SELECT 0, :actor, :action, :entity_type, e.entity_id, e.changes, :request_id, '', ''
+      FROM unnest(CAST(:entity_ids AS text[]), CAST(:changes AS jsonb[]))
+           WITH ORDINALITY AS e (entity_id, changes, n)
+     ORDER BY e.n
+    """
+)
+
+
+async def insert_many(
+    session: AsyncSession,
+    *,
+    actor: str,
+    action: str,
+    entity_type: str,
+    entity_ids: list[str],
+    changes: list[str],
+    request_id: str | None,
+) -> None:
+    """One statement for many rows (set-based work); the chain trigger links them in order."""
+    await session.execute(
+        _INSERT_MANY_SQL,
+        {
+            "actor": actor,
+            "action": action,
+            "entity_type": entity_type,
+            "entity_ids": entity_ids,
+            "changes": changes,
+            "request_id": request_id,
+        },
+    )
+
+
 def list_statement(
     *,
     entity_type: str | None,

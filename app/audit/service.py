@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import repository
@@ -27,6 +28,28 @@ async def record(
         entity_type=entity_type,
         entity_id=None if entity_id is None else str(entity_id),
         changes=changes or {},
+        request_id=request_id_var.get(),
+    )
+
+
+async def record_many(
+    session: AsyncSession,
+    *,
+    actor: Principal | str,
+    action: str,
+    entity_type: str,
+    entries: list[tuple[str, dict[str, Any]]],
+) -> None:
+    """Audit one action on many entities (entity id, changes) in a single statement."""
+    if not entries:
+        return
+    await repository.insert_many(
+        session,
+        actor=actor if isinstance(actor, str) else actor.subject,
+        action=action,
+        entity_type=entity_type,
+        entity_ids=[entity_id for entity_id, _ in entries],
+        changes=[orjson.dumps(changes).decode() for _, changes in entries],
         request_id=request_id_var.get(),
     )
 

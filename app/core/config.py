@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     rate_limit_per_ip: float = 200.0
     rate_limit_ip_burst: int = 800
 
+    # The segmentation sweep inside each API process (SPEC §4); 0 disables the schedule (the
+    # sweep still runs on demand: POST /segments/recompute, `crm recompute`).
+    sweep_interval_seconds: float = Field(default=900, ge=0)
+
     timezone: str = "Asia/Shanghai"
     log_level: str = "INFO"
 

@@ -1,4 +1,5 @@
-"""Customer enums: English snake_case codes with Chinese labels, served by /meta/enums.
+"""Customer, interaction and segment enums: English snake_case codes with Chinese labels,
+served by /meta/enums.
 
 Inputs accept the code or its Chinese label (and listed aliases), so 潜在客户 and `potential`
 are the same value to the API and the importer.
@@ -88,6 +89,44 @@ ENUMS: dict[str, dict[str, str]] = {
         "enum": "选项",
         "bool": "是/否",
     },
+    # Interactions, tasks and segmentation (SPEC §3, §4).
+    "channel": {
+        "phone": "电话",
+        "visit": "拜访",
+        "website_form": "官网表单",
+        "wechat": "微信",
+        "chat": "在线沟通",
+        "email": "邮件",
+        "store": "门店",
+        "exhibition": "展会",
+        "other": "其他",
+    },
+    "interaction_kind": {
+        "inquiry": "咨询",
+        "follow_up": "跟进",
+        "meeting": "会面",
+        "quote": "报价",
+        "purchase": "成交",
+        "complaint": "投诉",
+        "service": "服务",
+        "feedback": "反馈",
+    },
+    "direction": {"inbound": "客户来访/来电", "outbound": "我方主动联系"},
+    "sentiment": {"positive": "积极", "hesitant": "犹豫", "dissatisfied": "不满"},
+    "task_status": {"open": "待办", "done": "已完成", "cancelled": "已取消"},
+    "rfm_segment": {
+        "champions": "重要价值客户",
+        "loyal": "忠诚客户",
+        "potential_loyalists": "潜在忠诚客户",
+        "new_customers": "新近成交客户",
+        "promising": "有潜力客户",
+        "need_attention": "需要关注客户",
+        "about_to_sleep": "即将沉睡客户",
+        "at_risk": "流失风险客户",
+        "cant_lose": "重要挽留客户",
+        "hibernating": "沉睡客户",
+        "no_purchase": "未成交客户",
+    },
     "role": {
         "admin": "系统管理员",
         "manager": "销售经理",
@@ -117,6 +156,21 @@ ALIASES: dict[str, dict[str, str]] = {
         "新客": "new",
     },
     "gender": {"m": "male", "f": "female", "男性": "male", "女性": "female"},
+    "channel": {
+        "电话沟通": "phone",
+        "上门拜访": "visit",
+        "微信沟通": "wechat",
+        "官网": "website_form",
+    },
+    "interaction_kind": {
+        "询价": "inquiry",
+        "回访": "follow_up",
+        "会议": "meeting",
+        "购买": "purchase",
+        "成交订单": "purchase",
+        "售后": "service",
+    },
+    "direction": {"呼入": "inbound", "呼出": "outbound", "in": "inbound", "out": "outbound"},
     "price_sensitivity": {"高敏感": "high", "中敏感": "medium", "低敏感": "low"},
 }
 

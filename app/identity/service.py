@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,6 +18,7 @@ from app.customers import service as customers
 from app.identity import repository as repo
 from app.models.customer import Customer
 from app.models.identity import CustomerMerge, DuplicateCandidate
+from app.segments import service as segments
 
 C = Customer.__table__.c
 
@@ -323,14 +323,8 @@ def _mask_discarded(discarded: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _recompute_tiers(session: AsyncSession, customer_id: int) -> None:
-    """Recompute segmentation for the survivor when the segmentation service exists."""
-    try:
-        segments = importlib.import_module("app.segments.service")
-    except ImportError:
-        return
-    recompute = getattr(segments, "recompute_customer", None)
-    if recompute is not None:
-        await recompute(session, customer_id, reason="merge")
+    """The survivor's classes follow its merged history at once."""
+    await segments.recompute_customer(session, customer_id, cause="merge")
 
 
 async def undo(session: AsyncSession, principal: Principal, merge_id: int) -> dict[str, Any]:

@@ -1,19 +1,33 @@
-"""Records an ingested event's interaction drafts against the customer.
-
-Interactions arrive with the interactions feature (issue 4); until it is merged this records
-nothing and the customer side of ingestion (identity, creation, inbox) works on its own.
-"""
+"""Records an ingested event's interaction drafts against the customer, through the
+interactions service (which recomputes the customer's tiers in the same transaction)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.principal import Principal
+from app.interactions import service as interactions
+from app.interactions.schemas import InteractionCreate
 
 
 async def record(
     session: AsyncSession, principal: Principal, code: str, drafts: list[dict[str, Any]]
-) -> None:
-    del session, principal, code, drafts
+) -> list[int]:
+    latest_allowed = datetime.now(UTC) + timedelta(minutes=4)
+    ids = []
+    for draft in drafts:
+        occurred = min(draft["occurred_at"], latest_allowed)  # a sender's clock may run ahead
+        data = InteractionCreate(
+            customer_code=code,
+            occurred_at=occurred,
+            channel=draft["channel"],
+            kind=draft["kind"],
+            direction=draft["direction"],
+            summary=draft["summary"],
+        )
+        created = await interactions.create(session, principal, data)
+        ids.append(int(created["id"]))
+    return ids

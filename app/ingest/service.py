@@ -302,6 +302,9 @@ async def process(
     ]
     wechat = [str(w) for w in [values.get("contact.wechat_id")] if w]
     external = {source.slug: str(values["external_id"])} if values.get("external_id") else {}
+    if wechat:
+        # A WeChat id identifies a person across sources, with or without a contact name.
+        external["wechat"] = wechat[0]
 
     principal = _principal(source)
     customer_id = await identity.resolve(

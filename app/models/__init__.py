@@ -10,7 +10,9 @@ from app.models.customer import (
     SourceChannel,
 )
 from app.models.identity import CustomerMerge, DuplicateCandidate, WebhookInbox, WebhookSource
+from app.models.interaction import Interaction, Task
 from app.models.saved_segment import SavedSegment
+from app.models.segment import SegmentRuleSet, SegmentSweep, TierChange
 from app.models.tag import CustomerTag, Tag, TagCategory
 from app.models.user import LoginFailure, RefreshToken, ServiceAccount, User
 
@@ -24,13 +26,18 @@ __all__ = [
     "CustomerTag",
     "DuplicateCandidate",
     "IdempotencyKey",
+    "Interaction",
     "LoginFailure",
     "RefreshToken",
     "SavedSegment",
+    "SegmentRuleSet",
+    "SegmentSweep",
     "ServiceAccount",
     "SourceChannel",
     "Tag",
     "TagCategory",
+    "Task",
+    "TierChange",
     "User",
     "WebhookInbox",
     "WebhookSource",

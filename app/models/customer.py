@@ -60,6 +60,8 @@ class Customer(Timestamped, Base):
     need_priority: Mapped[str | None] = mapped_column(String(30))
     decision_makers: Mapped[str | None] = mapped_column(Text)
     owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    # Maintained by a trigger whenever owner_id changes; the pool release counts from it too.
+    owner_assigned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_follow_up_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     next_follow_up_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     lifecycle: Mapped[str] = mapped_column(String(12), nullable=False, server_default="potential")
@@ -69,7 +71,7 @@ class Customer(Timestamped, Base):
     rfm_r: Mapped[int | None] = mapped_column(SmallInteger)
     rfm_f: Mapped[int | None] = mapped_column(SmallInteger)
     rfm_m: Mapped[int | None] = mapped_column(SmallInteger)
-    rfm_segment: Mapped[str | None] = mapped_column(String(20))
+    rfm_segment: Mapped[str | None] = mapped_column(String(20), server_default="no_purchase")
     cooperation_status: Mapped[str] = mapped_column(
         String(12), nullable=False, server_default="not_started"
     )

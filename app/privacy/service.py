@@ -26,6 +26,7 @@ SCRUB: list[tuple[str, str, str]] = [
     ("interactions", "summary", "'[已擦除]'"),
     ("interactions", "commitment", "NULL"),
     ("tasks", "title", "'[已擦除]'"),
+    ("tasks", "note", "NULL"),
     ("webhook_inbox", "payload", "'{}'::jsonb"),
     ("import_errors", "value", "NULL"),
     ("import_rows", "data", "'{}'::jsonb"),

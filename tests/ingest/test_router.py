@@ -114,6 +114,16 @@ async def test_form_creates_customer_and_later_call_attaches(
     # The sender's own id also identifies the person on later events.
     by_id = await deliver(client, "site-form", form["secret"], {"data": {"visitor_id": "v-881"}})
     assert by_id.json()["customer_code"] == code
+    # Each event became an interaction on the one customer, and its tiers were recomputed.
+    listed = await client.get(
+        "/api/v1/interactions", params={"customer": code}, headers=admin.headers
+    )
+    items = listed.json()["items"]
+    assert sorted(i["channel"] for i in items) == ["phone", "website_form", "website_form"]
+    assert {i["summary"] for i in items} >= {"想了解 MES 报价", "来电询价"}
+    again_customer = (await client.get(f"/api/v1/customers/{code}", headers=admin.headers)).json()
+    assert again_customer["last_follow_up_at"] is not None
+    assert again_customer["activity"] == "active"
 
 
 async def test_replayed_webhook_id_has_no_second_effect(
@@ -249,6 +259,50 @@ async def test_failing_event_stays_in_inbox_and_retries(
     assert await _count(engine, "SELECT count(*) FROM customers") == 1
     done = (await client.get("/api/v1/webhook-inbox", headers=admin.headers)).json()["items"][0]
     assert done["status"] == "processed" and done["attempts"] == 2
+    chats = (
+        await client.get(
+            "/api/v1/interactions",
+            params={"customer": done["customer_code"]},
+            headers=admin.headers,
+        )
+    ).json()["items"]
+    assert len(chats) == 1 and chats[0]["channel"] == "chat"
+    assert chats[0]["summary"] == "客户：你好，请问价格？\n客服：您好，请留下电话"
+
+
+async def test_chat_per_message_mode(client: httpx.AsyncClient, engine: AsyncEngine):
+    admin = await make_user(engine, role=Role.admin)
+    chat = await _source(
+        client,
+        admin,
+        slug="chat2",
+        name="在线客服",
+        kind="chat",
+        channel="wechat",
+        chat_mode="message",
+        mapping={"contact.wechat_id": "openid", "chat.messages": "messages"},
+    )
+    payload = {
+        "openid": "wx-778",
+        "messages": [
+            {"from": "visitor", "text": "在吗", "at": "2026-11-20T10:00:00+08:00"},
+            {"from": "agent", "text": "在的", "at": "2026-11-20T10:02:00+08:00"},
+        ],
+    }
+    r = await deliver(client, "chat2", chat["secret"], payload)
+    code = r.json()["customer_code"]
+    items = (
+        await client.get("/api/v1/interactions", params={"customer": code}, headers=admin.headers)
+    ).json()["items"]
+    assert sorted((i["direction"], i["summary"]) for i in items) == [
+        ("inbound", "在吗"),
+        ("outbound", "在的"),
+    ]
+    # The WeChat id identifies the same person next time.
+    again = await deliver(
+        client, "chat2", chat["secret"], {**payload, "messages": payload["messages"][:1]}
+    )
+    assert again.json()["customer_code"] == code
 
 
 async def test_round_robin_assignment(client: httpx.AsyncClient, engine: AsyncEngine):

@@ -1,0 +1,466 @@
+"""All segmentation SQL. One classification statement serves both a single customer (on every
+interaction write) and the whole base (the sweep), so the rules exist exactly once.
+
+Every statement is set-based: aggregates per customer in one GROUP BY, classes in CASE
+expressions, changed rows only in one UPDATE ... FROM, the change log in the same statement.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, func, insert, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.auth.principal import Principal
+from app.customers.enums import codes
+from app.customers.repository import readable
+from app.models.customer import Customer
+from app.models.segment import SegmentRuleSet, SegmentSweep, TierChange
+
+C = Customer.__table__.c
+
+# One sweep at a time across every API process and the CLI (the audit chain uses 7245001).
+SWEEP_LOCK_KEY = 7245004
+
+
+# The rules in force, typed, with the cut-off instants they imply. now() is the transaction's
+# start, so every comparison in one statement (and one sweep) uses the same instant.
+RULES_CTE = """
+r AS (
+    SELECT d.*,
+           now() - make_interval(days => d.churn_days) AS churn_since,
+           now() - make_interval(days => d.hv_days) AS hv_since,
+           now() - make_interval(days => d.pot_days) AS pot_since,
+           now() - make_interval(days => d.lc_days) AS lc_since,
+           now() - make_interval(days => d.act_days) AS act_since,
+           now() - make_interval(days => d.lost_days) AS lost_since,
+           now() - make_interval(days => d.pool_days) AS pool_since
+      FROM (
+        SELECT version,
+               (rules #>> '{value_tier,churn_risk_quiet_days}')::int AS churn_days,
+               (rules #>> '{value_tier,churn_risk_unresolved_complaint}')::boolean
+                   AS churn_on_complaint,
+               (rules #>> '{value_tier,high_value_amount}')::numeric AS hv_amount,
+               (rules #>> '{value_tier,high_value_window_days}')::int AS hv_days,
+               (rules #>> '{value_tier,high_value_deals}')::int AS hv_deals,
+               (rules #>> '{value_tier,potential_open_need}')::boolean AS pot_on_need,
+               (rules #>> '{value_tier,potential_interactions}')::int AS pot_count,
+               (rules #>> '{value_tier,potential_window_days}')::int AS pot_days,
+               (rules #>> '{lifecycle,churned_quiet_days}')::int AS lc_days,
+               (rules #>> '{activity,active_days}')::int AS act_days,
+               (rules #>> '{activity,lost_days}')::int AS lost_days,
+               (rules #>> '{pool,release_days}')::int AS pool_days
+          FROM segment_rules
+         ORDER BY version DESC
+         LIMIT 1
+      ) AS d
+)"""
+
+# Facts per customer and the class each rule gives. "Last touch" is the newest interaction or
+# follow-up; a customer with neither counts from its creation, so a new customer is not
+# churn_risk (or lost) on day one. A lifecycle given on create/import implies deals we have no
+# record of: `known_deals` never counts fewer than it implies.
+CLASSIFY_CTES = (
+    "WITH"  # noqa: S608 (constant SQL fragments, no input)
+    + RULES_CTE
+    + """,
+agg AS (
+    SELECT i.customer_id,
+           max(i.occurred_at) AS last_at,
+           max(i.occurred_at) FILTER (WHERE i.kind = 'purchase') AS last_purchase_at,
+           count(*) FILTER (WHERE i.kind = 'purchase') AS deals,
+           coalesce(sum(i.amount) FILTER (
+               WHERE i.kind = 'purchase' AND i.occurred_at >= (SELECT hv_since FROM r)), 0)
+               AS hv_sum,
+           count(*) FILTER (WHERE i.occurred_at >= (SELECT pot_since FROM r)) AS recent,
+           count(*) FILTER (WHERE i.kind = 'complaint' AND NOT i.resolved) AS unresolved
+      FROM interactions i
+     WHERE TRUE /*interaction_scope*/
+     GROUP BY i.customer_id
+),
+base AS (
+    SELECT c.id,
+           c.xmin AS row_version,
+           c.value_tier AS old_tier,
+           c.lifecycle AS old_lifecycle,
+           c.activity AS old_activity,
+           c.lifecycle_baseline AS baseline,
+           a.last_at,
+           greatest(c.last_follow_up_at, a.last_at) AS follow_up,
+           greatest(c.last_cooperation_date,
+                    (a.last_purchase_at AT TIME ZONE CAST(:tz AS text))::date) AS coop_date,
+           coalesce(greatest(c.last_follow_up_at, a.last_at), c.created_at) AS last_touch,
+           coalesce(a.deals, 0) AS deals,
+           greatest(coalesce(a.deals, 0),
+                    CASE c.lifecycle_baseline WHEN 'existing' THEN 2
+                                              WHEN 'new' THEN 1
+                                              WHEN 'churned' THEN 1
+                                              ELSE 0 END) AS known_deals,
+           coalesce(a.hv_sum, 0) AS hv_sum,
+           coalesce(a.recent, 0) AS recent,
+           coalesce(a.unresolved, 0) AS unresolved,
+           (coalesce(btrim(c.core_needs), '') <> '' OR cardinality(c.need_tags) > 0) AS open_need
+      FROM customers c
+      LEFT JOIN agg a ON a.customer_id = c.id
+     WHERE c.deleted_at IS NULL /*customer_scope*/
+),
+reasons AS (
+    SELECT b.*,
+           r.version AS rule_version,
+           floor(extract(epoch FROM now() - b.last_touch) / 86400)::int AS quiet_days,
+           CASE WHEN b.last_touch < r.churn_since THEN 'no_interaction'
+                WHEN r.churn_on_complaint AND b.unresolved > 0 THEN 'unresolved_complaint'
+                WHEN b.hv_sum >= r.hv_amount THEN 'purchase_amount'
+                WHEN b.deals >= r.hv_deals THEN 'deal_count'
+                WHEN r.pot_on_need AND b.open_need AND b.known_deals = 0 THEN 'open_need'
+                WHEN b.recent >= r.pot_count THEN 'recent_interactions'
+                ELSE 'no_rule_matched' END AS tier_reason,
+           CASE WHEN b.known_deals >= 1 AND b.last_touch < r.lc_since
+                    THEN 'no_interaction_after_purchase'
+                WHEN b.baseline = 'churned' AND b.last_at IS NULL THEN 'baseline_churned'
+                WHEN b.known_deals = 0 THEN 'no_purchase'
+                WHEN b.known_deals > b.deals THEN 'baseline'
+                WHEN b.known_deals = 1 THEN 'one_purchase'
+                ELSE 'repeat_purchases' END AS lifecycle_reason,
+           CASE WHEN b.last_touch >= r.act_since THEN 'recent_interaction'
+                WHEN b.last_touch >= r.lost_since THEN 'no_recent_interaction'
+                ELSE 'no_interaction' END AS activity_reason,
+           r.churn_days, r.hv_amount, r.hv_days, r.hv_deals, r.pot_count, r.pot_days,
+           r.lc_days, r.act_days, r.lost_days
+      FROM base b
+     CROSS JOIN r
+),
+k AS (
+    SELECT x.*,
+           CASE x.tier_reason WHEN 'no_interaction' THEN 'churn_risk'
+                              WHEN 'unresolved_complaint' THEN 'churn_risk'
+                              WHEN 'purchase_amount' THEN 'high_value'
+                              WHEN 'deal_count' THEN 'high_value'
+                              WHEN 'open_need' THEN 'potential'
+                              WHEN 'recent_interactions' THEN 'potential'
+                              ELSE 'normal' END AS tier,
+           CASE WHEN x.lifecycle_reason IN ('no_interaction_after_purchase', 'baseline_churned')
+                    THEN 'churned'
+                WHEN x.known_deals = 0 THEN 'potential'
+                WHEN x.known_deals = 1 THEN 'new'
+                ELSE 'existing' END AS lifecycle,
+           CASE x.activity_reason WHEN 'recent_interaction' THEN 'active'
+                                  WHEN 'no_recent_interaction' THEN 'dormant'
+                                  ELSE 'lost' END AS activity
+      FROM reasons x
+)"""
+)
+
+# Human-readable reasons, computed only for the rows that need them (changes, the facts view).
+DETAIL_COLUMNS = """
+           CASE k.tier_reason
+                WHEN 'no_interaction' THEN format(
+                    'no interaction for %s days (rule: more than %s)', k.quiet_days, k.churn_days)
+                WHEN 'unresolved_complaint' THEN format(
+                    '%s unresolved complaint(s)', k.unresolved)
+                WHEN 'purchase_amount' THEN format(
+                    'purchases of %s CNY in %s days (rule: at least %s)',
+                    k.hv_sum, k.hv_days, k.hv_amount)
+                WHEN 'deal_count' THEN format('%s deals (rule: at least %s)', k.deals, k.hv_deals)
+                WHEN 'open_need' THEN 'an open need and no deal yet'
+                WHEN 'recent_interactions' THEN format(
+                    '%s interactions in %s days (rule: at least %s)',
+                    k.recent, k.pot_days, k.pot_count)
+                ELSE 'no rule matched' END AS tier_detail,
+           CASE k.lifecycle_reason
+                WHEN 'no_interaction_after_purchase' THEN format(
+                    'no interaction for %s days after a purchase (rule: more than %s)',
+                    k.quiet_days, k.lc_days)
+                WHEN 'baseline_churned' THEN 'given as churned on create or import'
+                WHEN 'baseline' THEN format(
+                    '%s purchase(s) recorded; given as %s on create or import',
+                    k.deals, k.baseline)
+                ELSE format('%s purchase(s)', k.deals) END AS lifecycle_detail,
+           format('last interaction %s days ago (active within %s, lost after %s)',
+                  k.quiet_days, k.act_days, k.lost_days) AS activity_detail
+"""
+
+# Store the classes that differ (and the derived follow-up dates), and log every class change.
+APPLY_CLASSES = (
+    """,
+upd AS (
+    UPDATE customers c
+       SET value_tier = k.tier,
+           lifecycle = k.lifecycle,
+           activity = k.activity,
+           last_follow_up_at = k.follow_up,
+           last_cooperation_date = k.coop_date
+      FROM k
+     WHERE c.id = k.id
+       -- A row written since this statement's snapshot (an interaction recomputed it, with
+       -- data this snapshot lacks) is fresher than k: leave it; the next sweep revisits it.
+       AND c.xmin = k.row_version
+       AND (c.value_tier, c.lifecycle, c.activity, c.last_follow_up_at, c.last_cooperation_date)
+           IS DISTINCT FROM (k.tier, k.lifecycle, k.activity, k.follow_up, k.coop_date)
+    RETURNING c.id
+),
+logged AS (
+    INSERT INTO tier_changes
+        (customer_id, dimension, old_class, new_class, reason, detail, cause, rule_version)
+    SELECT k.id, d.dimension, d.old_class, d.new_class, d.reason, d.detail,
+           CAST(:cause AS text), k.rule_version
+      FROM k
+      JOIN upd ON upd.id = k.id
+     CROSS JOIN LATERAL (SELECT """  # noqa: S608 (constant SQL fragments, no input)
+    + DETAIL_COLUMNS
+    + """) AS x
+     CROSS JOIN LATERAL (VALUES
+           ('value_tier', k.old_tier, k.tier, k.tier_reason, x.tier_detail),
+           ('lifecycle', k.old_lifecycle, k.lifecycle, k.lifecycle_reason, x.lifecycle_detail),
+           ('activity', k.old_activity, k.activity, k.activity_reason, x.activity_detail)
+     ) AS d (dimension, old_class, new_class, reason, detail)
+     WHERE d.old_class IS DISTINCT FROM d.new_class
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM upd) AS customers_changed,
+       (SELECT count(*) FROM logged) AS tier_changes,
+       (SELECT version FROM r) AS rule_version
+"""
+)
+
+
+def _scoped(sql: str, *, one_customer: bool) -> str:
+    if not one_customer:
+        return sql
+    return sql.replace(
+        "/*interaction_scope*/", "AND i.customer_id = CAST(:customer_id AS bigint)"
+    ).replace("/*customer_scope*/", "AND c.id = CAST(:customer_id AS bigint)")
+
+
+CLASSIFY_ONE_SQL = text(_scoped(CLASSIFY_CTES + APPLY_CLASSES, one_customer=True))
+CLASSIFY_ALL_SQL = text(_scoped(CLASSIFY_CTES + APPLY_CLASSES, one_customer=False))
+FACTS_ONE_SQL = text(
+    _scoped(
+        CLASSIFY_CTES
+        + """
+SELECT k.tier, k.lifecycle, k.activity, k.last_touch, k.quiet_days, k.deals, k.known_deals,
+       k.hv_sum, k.hv_days, k.recent, k.pot_days, k.unresolved, k.open_need, k.rule_version,"""
+        + DETAIL_COLUMNS
+        + """
+  FROM k
+""",
+        one_customer=True,
+    )
+)
+
+
+async def classify_customer(
+    session: AsyncSession, customer_id: int, *, cause: str, tz: str
+) -> dict[str, Any]:
+    row = (
+        await session.execute(
+            CLASSIFY_ONE_SQL, {"customer_id": customer_id, "cause": cause, "tz": tz}
+        )
+    ).one()
+    return {"customers_changed": int(row[0]), "tier_changes": int(row[1]), "rule_version": row[2]}
+
+
+async def classify_all(session: AsyncSession, *, cause: str, tz: str) -> dict[str, Any]:
+    row = (await session.execute(CLASSIFY_ALL_SQL, {"cause": cause, "tz": tz})).one()
+    return {"customers_changed": int(row[0]), "tier_changes": int(row[1]), "rule_version": row[2]}
+
+
+async def facts(session: AsyncSession, customer_id: int, *, tz: str) -> dict[str, Any] | None:
+    row = (
+        (await session.execute(FACTS_ONE_SQL, {"customer_id": customer_id, "tz": tz, "cause": ""}))
+        .mappings()
+        .first()
+    )
+    return dict(row) if row else None
+
+
+# RFM over the customers who bought: recency (day of the last purchase), frequency (purchases)
+# and monetary (their sum), each scored 1-5 by ntile(5) over the whole base. ntile splits equal
+# values across tiles arbitrarily; equal behaviour must score equally, so ties take the lowest
+# tile their value reaches. Named segments follow the usual R×F grid. Customers who never
+# bought are `no_purchase` with no scores. The first scoring of a customer is not a "change".
+RFM_SQL = text(
+    """
+WITH buyers AS (
+    SELECT i.customer_id,
+           max((i.occurred_at AT TIME ZONE CAST(:tz AS text))::date) AS last_day,
+           count(*) AS frequency,
+           sum(i.amount) AS monetary
+      FROM interactions i
+      JOIN customers c ON c.id = i.customer_id AND c.deleted_at IS NULL
+     WHERE i.kind = 'purchase'
+     GROUP BY i.customer_id
+),
+tiles AS (
+    SELECT customer_id, last_day, frequency, monetary,
+           ntile(5) OVER (ORDER BY last_day) AS r_tile,
+           ntile(5) OVER (ORDER BY frequency) AS f_tile,
+           ntile(5) OVER (ORDER BY monetary) AS m_tile
+      FROM buyers
+),
+scores AS (
+    SELECT customer_id,
+           min(r_tile) OVER (PARTITION BY last_day) AS r,
+           min(f_tile) OVER (PARTITION BY frequency) AS f,
+           min(m_tile) OVER (PARTITION BY monetary) AS m
+      FROM tiles
+),
+target AS (
+    SELECT c.id, c.rfm_segment AS old_segment, s.r, s.f, s.m,
+           CASE WHEN s.customer_id IS NULL THEN 'no_purchase'
+                WHEN s.r = 5 AND s.f >= 4 THEN 'champions'
+                WHEN s.r >= 3 AND s.f >= 4 THEN 'loyal'
+                WHEN s.r >= 4 AND s.f >= 2 THEN 'potential_loyalists'
+                WHEN s.r = 5 THEN 'new_customers'
+                WHEN s.r = 4 THEN 'promising'
+                WHEN s.r = 3 AND s.f = 3 THEN 'need_attention'
+                WHEN s.r = 3 THEN 'about_to_sleep'
+                WHEN s.f = 5 THEN 'cant_lose'
+                WHEN s.f >= 3 THEN 'at_risk'
+                ELSE 'hibernating' END AS segment
+      FROM customers c
+      LEFT JOIN scores s ON s.customer_id = c.id
+     WHERE c.deleted_at IS NULL
+),
+upd AS (
+    UPDATE customers c
+       SET rfm_r = t.r, rfm_f = t.f, rfm_m = t.m, rfm_segment = t.segment
+      FROM target t
+     WHERE c.id = t.id
+       AND (c.rfm_r, c.rfm_f, c.rfm_m, c.rfm_segment) IS DISTINCT FROM (t.r, t.f, t.m, t.segment)
+    RETURNING c.id
+),
+logged AS (
+    INSERT INTO tier_changes
+        (customer_id, dimension, old_class, new_class, reason, detail, cause, rule_version)
+    SELECT t.id, 'rfm_segment', t.old_segment, t.segment, 'rfm_quintiles',
+           format('R%s F%s M%s', t.r, t.f, t.m), CAST(:cause AS text),
+           CAST(:rule_version AS int)
+      FROM target t
+      JOIN upd ON upd.id = t.id
+     WHERE t.old_segment IS DISTINCT FROM t.segment AND t.old_segment IS NOT NULL
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM upd) AS rfm_changed, (SELECT count(*) FROM logged) AS rfm_logged
+"""
+)
+
+
+async def score_rfm(
+    session: AsyncSession, *, cause: str, rule_version: int, tz: str
+) -> dict[str, int]:
+    row = (
+        await session.execute(RFM_SQL, {"cause": cause, "rule_version": rule_version, "tz": tz})
+    ).one()
+    return {"rfm_changed": int(row[0]), "rfm_logged": int(row[1])}
+
+
+# ---- rules -----------------------------------------------------------------------------------
+
+
+async def current_rules(session: AsyncSession) -> SegmentRuleSet:
+    row = await session.scalar(
+        select(SegmentRuleSet).order_by(SegmentRuleSet.version.desc()).limit(1)
+    )
+    assert row is not None, "migration 0003 seeds version 1"
+    return row
+
+
+async def rules_version(session: AsyncSession, version: int) -> SegmentRuleSet | None:
+    return await session.get(SegmentRuleSet, version)
+
+
+async def insert_rules(session: AsyncSession, rules: dict[str, Any], actor: str) -> SegmentRuleSet:
+    # Concurrent PUTs queue here for the next version number instead of colliding on it.
+    await session.execute(text("LOCK TABLE segment_rules IN SHARE ROW EXCLUSIVE MODE"))
+    version = await session.scalar(select(func.coalesce(func.max(SegmentRuleSet.version), 0) + 1))
+    assert version is not None
+    await session.execute(
+        insert(SegmentRuleSet).values(version=version, rules=rules, created_by=actor)
+    )
+    stored = await session.get(SegmentRuleSet, version)
+    assert stored is not None
+    return stored
+
+
+# ---- sweep bookkeeping -----------------------------------------------------------------------
+
+
+async def try_sweep_lock(session: AsyncSession) -> bool:
+    return bool(await session.scalar(select(func.pg_try_advisory_xact_lock(SWEEP_LOCK_KEY))))
+
+
+async def wait_sweep_lock(session: AsyncSession) -> None:
+    await session.execute(select(func.pg_advisory_xact_lock(SWEEP_LOCK_KEY)))
+
+
+async def clock(session: AsyncSession) -> datetime:
+    value: datetime | None = await session.scalar(select(func.clock_timestamp()))
+    assert value is not None
+    return value
+
+
+async def last_sweep(session: AsyncSession) -> SegmentSweep | None:
+    return await session.scalar(select(SegmentSweep).order_by(SegmentSweep.id.desc()).limit(1))
+
+
+async def record_sweep(session: AsyncSession, values: dict[str, Any]) -> None:
+    await session.execute(insert(SegmentSweep).values(**values))
+
+
+async def sweep_settings(session: AsyncSession) -> None:
+    # The request-sized timeout would cut a whole-base sweep short on a large base; the RFM
+    # window sorts spill to disk under the default work_mem; and the CTE row estimates make
+    # PostgreSQL JIT-compile these statements, which costs more (~1 s) than it saves.
+    await session.execute(text("SET LOCAL statement_timeout = '30min'"))
+    await session.execute(text("SET LOCAL work_mem = '64MB'"))
+    await session.execute(text("SET LOCAL jit = off"))
+
+
+# ---- reading ---------------------------------------------------------------------------------
+
+DIMENSIONS = {
+    "value_tier": C.value_tier,
+    "lifecycle": C.lifecycle,
+    "activity": C.activity,
+    "rfm_segment": C.rfm_segment,
+}
+
+
+async def summary_counts(session: AsyncSession, principal: Principal) -> dict[str, dict[str, int]]:
+    """Counts per class per dimension over what the caller may see, in one pass."""
+    columns: list[ColumnElement[Any]] = [func.count().label("total")]
+    keys: list[tuple[str, str]] = []
+    for dimension, col in DIMENSIONS.items():
+        for code in codes(dimension):
+            columns.append(func.count().filter(col == code))
+            keys.append((dimension, code))
+    row = (await session.execute(select(*columns).where(readable(principal)))).one()
+    out: dict[str, dict[str, int]] = {d: {} for d in DIMENSIONS}
+    for (dimension, code), value in zip(keys, row[1:], strict=True):
+        out[dimension][code] = int(value)
+    out["_"] = {"total": int(row[0])}
+    return out
+
+
+async def recent_changes(
+    session: AsyncSession, customer_id: int, limit: int
+) -> list[dict[str, Any]]:
+    rows = await session.execute(
+        select(
+            TierChange.changed_at,
+            TierChange.dimension,
+            TierChange.old_class,
+            TierChange.new_class,
+            TierChange.reason,
+            TierChange.detail,
+            TierChange.cause,
+            TierChange.rule_version,
+        )
+        .where(TierChange.customer_id == customer_id)
+        .order_by(TierChange.changed_at.desc(), TierChange.id.desc())
+        .limit(limit)
+    )
+    return [dict(r) for r in rows.mappings().all()]
