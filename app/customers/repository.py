@@ -37,7 +37,7 @@ from sqlalchemy.dialects.postgresql import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.principal import Principal
-from app.models.customer import Customer, CustomField, IdempotencyKey, SourceChannel
+from app.models.customer import Customer, CustomField, SourceChannel
 from app.models.tag import CustomerTag, Tag, TagCategory
 
 C = Customer.__table__.c
@@ -256,6 +256,21 @@ async def set_deleted(
     return await update_customer(session, customer_id, {**values, "updated_by": actor})
 
 
+async def cooperation_of(session: AsyncSession, customer_id: int) -> dict[str, Any] | None:
+    row = (
+        (
+            await session.execute(
+                select(C.code, C.cooperation_status, C.first_cooperation_date)
+                .where(C.id == customer_id)
+                .with_for_update()
+            )
+        )
+        .mappings()
+        .first()
+    )
+    return dict(row) if row else None
+
+
 async def survivor_code(session: AsyncSession, code: str) -> str | None:
     """Follow merge links from a merged code to the live survivor's code."""
     found = await session.scalar(
@@ -306,41 +321,6 @@ async def custom_fields(
     if not include_retired:
         stmt = stmt.where(CustomField.retired_at.is_(None))
     return list((await session.scalars(stmt)).all())
-
-
-# ---- idempotency -----------------------------------------------------------------------------
-
-
-async def claim_idempotency_key(
-    session: AsyncSession, principal: str, key: str, request_hash: str
-) -> IdempotencyKey | None:
-    """Reserve the key in this transaction; if it exists already, return the stored record.
-
-    A concurrent request with the same key waits on the primary key until the first commits.
-    """
-    inserted = await session.scalar(
-        insert(IdempotencyKey)
-        .values(principal=principal, key=key, request_hash=request_hash)
-        .on_conflict_do_nothing()
-        .returning(IdempotencyKey.key)
-    )
-    if inserted is not None:
-        return None
-    return await session.scalar(
-        select(IdempotencyKey).where(
-            IdempotencyKey.principal == principal, IdempotencyKey.key == key
-        )
-    )
-
-
-async def store_idempotent_response(
-    session: AsyncSession, principal: str, key: str, status_code: int, response: dict[str, Any]
-) -> None:
-    await session.execute(
-        update(IdempotencyKey)
-        .where(IdempotencyKey.principal == principal, IdempotencyKey.key == key)
-        .values(status_code=status_code, response=cast(response, JSONB))
-    )
 
 
 # ---- list ------------------------------------------------------------------------------------

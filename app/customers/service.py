@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -14,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import service as audit
 from app.auth.principal import Principal
+from app.core import idempotency
 from app.core.config import get_settings
 from app.core.errors import (
     AppError,
@@ -32,6 +32,7 @@ from app.customers.schemas import CustomerCreate, CustomerFilter, CustomerUpdate
 from app.identity import repository as identity_repo
 from app.identity.names import name_key
 from app.privacy import sensitive
+from app.segments import repository as segments_repo
 
 # Fields whose values are personal data: masked for callers without pii:read, and in audit rows.
 PII_FIELDS = ("phone", "email")
@@ -325,10 +326,6 @@ def search_text_of(record: dict[str, Any]) -> str:
 # ---- writing ---------------------------------------------------------------------------------
 
 
-def _request_hash(payload: dict[str, Any]) -> str:
-    return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
-
-
 async def create(
     session: AsyncSession,
     principal: Principal,
@@ -339,17 +336,11 @@ async def create(
     """Create a customer; returns the caller's view. Same key + same body → same answer."""
     payload = data.model_dump(mode="json", exclude_unset=True)
     if idempotency_key:
-        stored = await repo.claim_idempotency_key(
-            session, principal.subject, idempotency_key, _request_hash(payload)
+        replayed = await idempotency.replay_or_reserve(
+            session, principal.subject, idempotency_key, "customers.create", payload
         )
-        if stored is not None:
-            if stored.request_hash != _request_hash(payload) or stored.response is None:
-                raise ValidationFailed(
-                    "This Idempotency-Key was used with a different request.",
-                    "该 Idempotency-Key 已用于另一个不同的请求。",
-                    errors=[field_error("Idempotency-Key", "reused with a different body")],
-                )
-            return stored.response
+        if replayed is not None:
+            return replayed
 
     values = _columns_from(data.model_dump(exclude_unset=True))
     given = [f for f in sensitive.SENSITIVE_FIELDS if values.get(f) is not None]
@@ -396,6 +387,8 @@ async def create(
     values["name_key"] = name_key(values["name"])
     row = await repo.insert_customer(session, values)
     await identity_repo.record_candidates_for(session, row["id"])
+    if CLASS_INPUTS & values.keys():
+        row = await _reclassified(session, principal, row)
     await audit.record(
         session,
         actor=principal,
@@ -406,14 +399,50 @@ async def create(
     )
     public = to_public(row, principal)
     if idempotency_key:
-        await repo.store_idempotent_response(
-            session,
-            principal.subject,
-            idempotency_key,
-            201,
-            orjson.loads(orjson.dumps(public)),
-        )
+        await idempotency.remember(session, principal.subject, idempotency_key, 201, public)
     return public
+
+
+async def note_deal(
+    session: AsyncSession, principal: Principal, customer_id: int, day: date
+) -> None:
+    """A deal starts cooperation: not_started becomes active, the first date is set once."""
+    before = await repo.cooperation_of(session, customer_id)
+    if before is None:
+        return
+    patch: dict[str, Any] = {}
+    if before["cooperation_status"] == "not_started":
+        patch["cooperation_status"] = "active"
+    if before["first_cooperation_date"] is None:
+        patch["first_cooperation_date"] = day
+    if not patch:
+        return
+    await repo.update_customer(session, customer_id, {**patch, "updated_by": principal.subject})
+    await audit.record(
+        session,
+        actor=principal,
+        action="customer.update",
+        entity_type="customer",
+        entity_id=before["code"],
+        changes={
+            k: {"before": before[k], "after": v if not isinstance(v, date) else v.isoformat()}
+            for k, v in patch.items()
+        },
+    )
+
+
+# Fields the segmentation rules read: changing one reclassifies the customer at once.
+CLASS_INPUTS = {"core_needs", "need_tags", "lifecycle", "lifecycle_baseline"}
+
+
+async def _reclassified(
+    session: AsyncSession, principal: Principal, row: dict[str, Any]
+) -> dict[str, Any]:
+    await segments_repo.classify_customer(
+        session, row["id"], cause="edit", tz=get_settings().timezone
+    )
+    fresh = await repo.get(session, principal, row["code"])
+    return fresh if fresh is not None else row
 
 
 def _check_version(row: dict[str, Any], if_match: int | None) -> None:
@@ -487,6 +516,8 @@ async def update(
     row = await repo.update_customer(session, before["id"], patch)
     if {"name", "phone", "email", "kind", "city"} & patch.keys():
         await identity_repo.record_candidates_for(session, row["id"])
+    if CLASS_INPUTS & patch.keys():
+        row = await _reclassified(session, principal, row)
     await audit.record(
         session,
         actor=principal,

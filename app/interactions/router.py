@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Header, Query, Response
 
 from app.auth.dependencies import require
 from app.auth.principal import Principal
@@ -48,9 +48,11 @@ async def create_interaction(
     body: InteractionCreate,
     session: SessionDep,
     principal: Annotated[Principal, require("interactions:write")],
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> Response:
-    """Record an interaction; the customer's classes are recomputed before this returns."""
-    created = await service.create(session, principal, body)
+    """Record an interaction; the customer's classes are recomputed before this returns.
+    Retry safely with Idempotency-Key."""
+    created = await service.create(session, principal, body, idempotency_key=idempotency_key)
     response = _with_etag(created, 201)
     response.headers["Location"] = f"/api/v1/interactions/{created['id']}"
     return response

@@ -6,11 +6,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import service as audit
 from app.auth.principal import Principal
+from app.core import idempotency
+from app.core.config import get_settings
 from app.core.errors import NotFound, PreconditionFailed, ValidationFailed, field_error
 from app.core.pagination import decode_cursor, encode_cursor
 from app.customers import service as customer_service
@@ -86,6 +89,29 @@ async def _locked_customer(
 
 
 async def create(
+    session: AsyncSession,
+    principal: Principal,
+    data: InteractionCreate,
+    *,
+    idempotency_key: str | None = None,
+) -> dict[str, Any]:
+    if idempotency_key:
+        replayed = await idempotency.replay_or_reserve(
+            session,
+            principal.subject,
+            idempotency_key,
+            "interactions.create",
+            data.model_dump(mode="json", exclude_unset=True),
+        )
+        if replayed is not None:
+            return replayed
+    created = await _create(session, principal, data)
+    if idempotency_key:
+        await idempotency.remember(session, principal.subject, idempotency_key, 201, created)
+    return created
+
+
+async def _create(
     session: AsyncSession, principal: Principal, data: InteractionCreate
 ) -> dict[str, Any]:
     customer_id, code = await _locked_customer(session, principal, data.customer_code)
@@ -126,6 +152,9 @@ async def create(
             "task_due_at": action.due_at if action else None,
         },
     )
+    if data.kind == "purchase":
+        day = occurred_at.astimezone(ZoneInfo(get_settings().timezone)).date()
+        await customer_service.note_deal(session, principal, customer_id, day)
     await segment_service.recompute_customer(session, customer_id, cause="interaction")
     recorded = _audit_view(
         {

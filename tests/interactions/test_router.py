@@ -356,15 +356,16 @@ async def test_timeline_merges_everything_in_time_order(
     kinds = [e["type"] for e in entries]
     assert kinds.count("interaction") == 3
     assert kinds.count("task") == 1
-    assert kinds.count("edit") == 2  # create + update
+    assert kinds.count("edit") == 3  # create, update, and the first deal starting cooperation
     assert "tier_change" in kinds
     stamps = [e["at"] for e in entries]
     assert stamps == sorted(stamps, reverse=True)
     assert len({(e["type"], e["id"]) for e in entries}) == len(entries)
-    edit = next(
+    edits = [
         e for e in entries if e["type"] == "edit" and e["data"]["action"] == "customer.update"
-    )
-    assert edit["data"]["changes"]["core_needs"]["after"] == "上云"
+    ]
+    assert any(e["data"]["changes"].get("core_needs", {}).get("after") == "上云" for e in edits)
+    assert any("cooperation_status" in e["data"]["changes"] for e in edits)
     tiers = [e["data"] for e in entries if e["type"] == "tier_change"]
     assert any(t["new_class"] == "high_value" and t["reason"] == "purchase_amount" for t in tiers)
     assert any(t["dimension"] == "lifecycle" and t["new_class"] == "existing" for t in tiers)
