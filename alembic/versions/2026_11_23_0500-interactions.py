@@ -205,7 +205,8 @@ def upgrade() -> None:
             name="dimension",
         ),
         sa.CheckConstraint(
-            "cause IN ('interaction','sweep','rule_change','manual','claim','merge','edit')", name="cause"
+            "cause IN ('interaction','sweep','rule_change','manual','claim','merge','edit')",
+            name="cause",
         ),
     )
     op.create_index(

@@ -361,9 +361,7 @@ async def test_timeline_merges_everything_in_time_order(
     stamps = [e["at"] for e in entries]
     assert stamps == sorted(stamps, reverse=True)
     assert len({(e["type"], e["id"]) for e in entries}) == len(entries)
-    edits = [
-        e for e in entries if e["type"] == "edit" and e["data"]["action"] == "customer.update"
-    ]
+    edits = [e for e in entries if e["type"] == "edit" and e["data"]["action"] == "customer.update"]
     assert any(e["data"]["changes"].get("core_needs", {}).get("after") == "上云" for e in edits)
     assert any("cooperation_status" in e["data"]["changes"] for e in edits)
     tiers = [e["data"] for e in entries if e["type"] == "tier_change"]
