@@ -47,6 +47,7 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": Problem, "description": description, "content": _PROBLEM_CONTENT}
     for status, description in {
         308: "Merged into another customer; follow Location",
+        400: "The body could not be read (not UTF-8, not JSON, broken form)",
         401: "Missing, invalid or expired credentials",
         403: "Not allowed for your role or scopes",
         404: "Not found, or not visible to you",
@@ -271,8 +272,18 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
-        titles = {404: "Not found", 405: "Method not allowed", 413: "Payload too large"}
-        kinds = {404: "not-found", 405: "method-not-allowed", 413: "payload-too-large"}
+        titles = {
+            400: "Malformed request",
+            404: "Not found",
+            405: "Method not allowed",
+            413: "Payload too large",
+        }
+        kinds = {
+            400: "malformed-request",
+            404: "not-found",
+            405: "method-not-allowed",
+            413: "payload-too-large",
+        }
         return problem_response(
             request,
             status=exc.status_code,
