@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     encryption_active_key: str | None = None
     blind_index_key: str | None = None
     key_file: Path = Path("var/keys.json")
+    # Churned customers with no active consent are flagged for erasure after this long.
+    retention_days: int = Field(default=3 * 365, ge=30)
 
 
 @lru_cache

@@ -304,7 +304,8 @@ async def merge(
             },
         },
     )
-    result = customers.to_public(new_row, principal)
+    fresh = await customers_repo.get(session, principal, survivor_code)
+    result = customers.to_public(fresh or new_row, principal)
     result["merge_id"] = record.id
     return result
 
@@ -371,6 +372,8 @@ async def undo(session: AsyncSession, principal: Principal, merge_id: int) -> di
     record.undone_by = principal.subject
     await session.flush()
     await _recompute_tiers(session, survivor_id)
+    for merged_id in record.merged_ids:
+        await _recompute_tiers(session, merged_id)
     codes = list((await session.scalars(select(C.code).where(C.id.in_(record.merged_ids)))).all())
     await audit.record(
         session,
@@ -380,7 +383,8 @@ async def undo(session: AsyncSession, principal: Principal, merge_id: int) -> di
         entity_id=row["code"],
         changes={"merge_id": merge_id, "restored": codes},
     )
-    return customers.to_public(row, principal)
+    fresh = await customers_repo.get(session, principal, row["code"])
+    return customers.to_public(fresh or row, principal)
 
 
 def _typed(values: dict[str, Any]) -> dict[str, Any]:

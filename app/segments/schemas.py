@@ -19,6 +19,7 @@ class SweepResult(BaseModel):
     tier_changes: int
     rfm_changed: int
     released: int
+    flagged_for_erasure: int = 0
 
 
 class RulesRead(BaseModel):

@@ -15,6 +15,7 @@ from app.core.config import get_settings
 from app.core.errors import Conflict, NotFound
 from app.customers import service as customer_service
 from app.pool import service as pool_service
+from app.privacy import service as privacy_service
 from app.segments import repository as repo
 from app.segments.rules import SegmentRules
 
@@ -57,6 +58,8 @@ async def run_sweep(
     tz = _tz()
     classes = await repo.classify_all(session, cause=cause, tz=tz)
     rfm = await repo.score_rfm(session, cause=cause, rule_version=classes["rule_version"], tz=tz)
+    # PIPL retention: churned customers without consent past the period are flagged.
+    flagged = await privacy_service.flag_due_for_erasure(session, get_settings().retention_days)
     # Last: it writes audit rows, and the audit chain lock is then held until commit.
     released = await pool_service.release_quiet_customers(session, cause=cause)
     finished = await repo.clock(session)
@@ -70,6 +73,7 @@ async def run_sweep(
         "tier_changes": classes["tier_changes"] + rfm["rfm_logged"],
         "rfm_changed": rfm["rfm_changed"],
         "released": released,
+        "flagged_for_erasure": flagged,
     }
     await repo.record_sweep(
         session,

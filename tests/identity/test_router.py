@@ -243,3 +243,47 @@ async def test_redirect_only_when_survivor_visible(client: httpx.AsyncClient, en
     )
     r = await client.get(f"/api/v1/customers/{b['code']}", headers=rep.headers)
     assert r.status_code == 404
+
+
+async def test_merge_moves_interactions_and_tasks_and_undo_returns_them(
+    client: httpx.AsyncClient, engine: AsyncEngine
+):
+    admin = await make_user(engine, role=Role.admin)
+    survivor = await make_customer(client, admin, name="甲公司", phone="13812345678")
+    merged = await make_customer(client, admin, name="甲公司（中国）有限公司")
+    r = await client.post(
+        "/api/v1/interactions",
+        json={
+            "customer_code": merged["code"],
+            "channel": "visit",
+            "kind": "purchase",
+            "direction": "inbound",
+            "amount": "120000",
+            "products": ["MES"],
+            "next_action": {"title": "送货", "due_at": "2030-01-01T10:00:00+08:00"},
+        },
+        headers=admin.headers,
+    )
+    assert r.status_code == 201, r.text
+    done = await client.post(
+        "/api/v1/customers/merge",
+        json={"survivor": survivor["code"], "merged": [merged["code"]]},
+        headers=admin.headers,
+    )
+    body = done.json()
+    # The purchase now counts for the survivor: its tiers were recomputed in the merge.
+    assert body["value_tier"] == "high_value" and body["lifecycle"] == "new"
+
+    async def owners(path: str) -> set[str]:
+        items = (await client.get(path, headers=admin.headers)).json()["items"]
+        return {i["customer_code"] for i in items}
+
+    assert await owners("/api/v1/interactions") == {survivor["code"]}
+    assert await owners("/api/v1/tasks?scope=all") == {survivor["code"]}
+    undo = await client.post(
+        f"/api/v1/customers/merges/{body['merge_id']}/undo", headers=admin.headers
+    )
+    assert undo.status_code == 200
+    assert undo.json()["value_tier"] != "high_value"
+    assert await owners("/api/v1/interactions") == {merged["code"]}
+    assert await owners("/api/v1/tasks?scope=all") == {merged["code"]}

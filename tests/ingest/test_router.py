@@ -349,3 +349,31 @@ async def test_source_mapping_validated(client: httpx.AsyncClient, engine: Async
         headers=admin.headers,
     )
     assert r.status_code == 422
+
+
+async def test_assignment_by_region_with_fallback(client: httpx.AsyncClient, engine: AsyncEngine):
+    admin = await make_user(engine, role=Role.admin)
+    south, north, fallback = [await make_user(engine) for _ in range(3)]
+    form = await _source(
+        client,
+        admin,
+        assignment={
+            "mode": "by_region",
+            "rules": {"广东省": south.id, "北京市": north.id},
+            "owner_id": fallback.id,
+        },
+        mapping={**FORM_MAPPING, "customer.province": "data.province"},
+    )
+
+    async def owner_of(payload: dict[str, Any]) -> int:
+        r = await deliver(client, "site-form", form["secret"], payload)
+        code = r.json()["customer_code"]
+        return int(
+            (await client.get(f"/api/v1/customers/{code}", headers=admin.headers)).json()[
+                "owner_id"
+            ]
+        )
+
+    assert await owner_of({"data": {"company": "广州甲", "province": "广东省"}}) == south.id
+    assert await owner_of({"data": {"company": "北京乙", "city": "北京市"}}) == north.id
+    assert await owner_of({"data": {"company": "成都丙", "province": "四川省"}}) == fallback.id

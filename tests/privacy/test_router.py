@@ -16,7 +16,14 @@ from app.core.config import get_settings
 from app.core.db import build_sessionmaker
 from app.privacy import crypto
 from app.privacy import service as privacy
-from tests.factories import TestUser, make_customer, make_user
+from tests.factories import (
+    TestUser,
+    add_interaction,
+    make_customer,
+    make_user,
+    run_sweep,
+    seed_customer,
+)
 
 ID = "11010519491231002X"
 BANK = "6222 0210 0112 3456 789"
@@ -232,20 +239,58 @@ async def test_key_rotation_keeps_values_readable(
 async def test_retention_flags_churned_without_consent(
     client: httpx.AsyncClient, engine: AsyncEngine
 ):
+    """The sweep flags customers who bought once, went quiet for good and gave no consent."""
     m = await make_user(engine, role=Role.manager)
-    old = await make_customer(client, m, name="老流失客户")
-    kept = await make_customer(client, m, name="有同意的流失客户")
-    await _consent(client, m, kept["code"], "service")
-    async with engine.begin() as conn:
-        await conn.execute(
-            text(
-                "UPDATE customers SET lifecycle = 'churned', "
-                "last_follow_up_at = now() - interval '4 years'"
-            )
-        )
+    old = await seed_customer(engine, name="老流失客户", created_days_ago=5 * 365)
+    kept = await seed_customer(engine, name="有同意的流失客户", created_days_ago=5 * 365)
+    recent = await seed_customer(engine, name="最近流失客户", created_days_ago=5 * 365)
+    for customer, days in ((old, 4 * 365), (kept, 4 * 365), (recent, 400)):
+        await add_interaction(engine, customer, days_ago=days, kind="purchase", amount="100")
+    await _consent(client, m, kept.code, "service")
+    result = await run_sweep(engine)
+    assert result is not None and result["flagged_for_erasure"] == 1
     async with build_sessionmaker(engine)() as session, session.begin():
-        assert await privacy.flag_due_for_erasure(session, retention_days=3 * 365) == 1
+        assert await privacy.flag_due_for_erasure(session, retention_days=3 * 365) == 0
     flagged = await client.get(
         "/api/v1/customers", params={"flag": "erasure_due"}, headers=m.headers
     )
-    assert [x["code"] for x in flagged.json()["items"]] == [old["code"]]
+    assert [x["code"] for x in flagged.json()["items"]] == [old.code]
+
+
+async def test_erasure_reaches_interactions_tasks_and_inbox(
+    client: httpx.AsyncClient, engine: AsyncEngine
+):
+    from tests.ingest.test_router import FORM, _source, deliver
+
+    admin = await make_user(engine, role=Role.admin)
+    form = await _source(client, admin)
+    delivered = await deliver(client, "site-form", form["secret"], FORM)
+    code = delivered.json()["customer_code"]
+    await client.post(
+        "/api/v1/interactions",
+        json={
+            "customer_code": code,
+            "channel": "phone",
+            "kind": "follow_up",
+            "direction": "outbound",
+            "summary": "张经理说下周签约",
+            "commitment": "下周签约",
+            "next_action": {"title": "给张经理打电话", "due_at": "2030-01-01T10:00:00+08:00"},
+        },
+        headers=admin.headers,
+    )
+    r = await client.post(f"/api/v1/customers/{code}/erase", headers=admin.headers)
+    assert r.status_code == 200
+    scrubbed = r.json()["scrubbed"]
+    assert scrubbed["interactions.summary"] == 2 and scrubbed["webhook_inbox.payload"] == 1
+    async with engine.connect() as conn:
+        blob = await conn.scalar(
+            text(
+                "SELECT (SELECT string_agg(i::text, ' ') FROM interactions i) || "
+                "(SELECT string_agg(t::text, ' ') FROM tasks t) || "
+                "(SELECT string_agg(w::text, ' ') FROM webhook_inbox w)"
+            )
+        )
+    for pii in ("张经理", "13812345678", "北京某某科技", "MES 报价"):
+        assert pii not in blob, pii
+    assert (await client.get("/api/v1/audit/verify", headers=admin.headers)).json()["ok"]
