@@ -145,6 +145,25 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
             await session.commit()
 
 
+_READ_MAKERS: dict[int, async_sessionmaker[AsyncSession]] = {}
+
+
+async def get_read_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """For read-only hot paths: autocommit, so no BEGIN/COMMIT round trips around a SELECT."""
+    engine: AsyncEngine = request.app.state.engine
+    maker = _READ_MAKERS.get(id(engine))
+    if maker is None:
+        maker = _READ_MAKERS[id(engine)] = async_sessionmaker(
+            engine.execution_options(isolation_level="AUTOCOMMIT"),
+            expire_on_commit=False,
+            autoflush=False,
+        )
+    async with maker() as session:
+        yield session
+
+
+ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session, scope="function")]
+
 # scope="function": the commit happens before the response is sent, so a failed commit is an
 # error answer, never a 2xx for a change that did not land.
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]

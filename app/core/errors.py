@@ -300,7 +300,9 @@ def install_error_handlers(app: FastAPI) -> None:
         if is_connection_error(exc) or is_retryable(exc):
             log.warning("database unavailable", extra={"error": type(exc.orig).__name__})
             response = render_app_error(request, ServiceUnavailable(headers={"Retry-After": "2"}))
-            if is_retryable(exc):
+            # A rolled-back conflict is safe to run again; so is a read that lost its
+            # connection (the pool hands the retry a fresh one).
+            if is_retryable(exc) or request.method in {"GET", "HEAD"}:
                 response.headers["x-crm-retryable"] = "1"
             return response
         log.exception("database error")

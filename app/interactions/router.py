@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Header, Query, Response
 
 from app.auth.dependencies import require
 from app.auth.principal import Principal
-from app.core.db import SessionDep
+from app.core.db import ReadSessionDep, SessionDep
 from app.core.responses import FastJSONResponse
 from app.customers.dependencies import parse_if_match
 from app.interactions import service
@@ -60,7 +60,7 @@ async def create_interaction(
 
 @router.get("", response_model=InteractionPage, responses=ERRORS)
 async def list_interactions(
-    session: SessionDep,
+    session: ReadSessionDep,
     principal: Annotated[Principal, require("interactions:read")],
     customer: Annotated[str | None, Query(description="A customer code")] = None,
     channel: Annotated[list[Channel] | None, Query()] = None,
@@ -96,7 +96,7 @@ async def list_interactions(
 @router.get("/{interaction_id}", response_model=InteractionRead, responses=ERRORS)
 async def get_interaction(
     interaction_id: int,
-    session: SessionDep,
+    session: ReadSessionDep,
     principal: Annotated[Principal, require("interactions:read")],
 ) -> Response:
     """One interaction, with its version as ETag."""
