@@ -30,7 +30,7 @@ HOOKS = [
 def api_routes() -> set[tuple[str, str]]:
     from app.main import iter_routes
 
-    return {(m, path) for path, route in iter_routes() for m in route.methods}
+    return {(m, path) for path, route in iter_routes() for m in route.methods or ()}
 
 
 def run_hooks(tables: set[str]) -> list[dict[str, str]]:

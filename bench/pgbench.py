@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -106,13 +107,18 @@ def script(steps: list[Step], prefix: str, defines: dict[str, str]) -> str:
                 name = f"{prefix}{si}_{k}"
                 defines[name] = pg_text(arg)
                 replacement = ":" + name
-            sql = re.sub(rf"\${k}(?!\d)", lambda _m, r=replacement: r, sql)
+            sql = re.sub(rf"\${k}(?!\d)", _literal(replacement), sql)
         if step.code_day is not None:
             out.append(sql + " \\gset")
             out.append(CREATE_CODENUM.format(ymd=step.code_day))
         else:
             out.append(sql + ";")
     return "\n".join(out) + "\n"
+
+
+def _literal(text: str) -> Callable[[re.Match[str]], str]:
+    """A re.sub replacement taken as is (no backslash processing)."""
+    return lambda _match: text
 
 
 @dataclass

@@ -25,14 +25,17 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
-import psutil
+import psutil  # type: ignore[import-untyped]
 
 from bench import capture, driver, hooks, pgbench, profile, workload
 from bench.generate import (
@@ -46,6 +49,7 @@ from bench.generate import (
 from bench.plan import Endpoint, Plan, Slot, dump
 
 ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
 RESULTS = ROOT / "bench" / "results"
 READ_P99_MS, WRITE_P99_MS, RATIO_TARGET, RSS_TARGET_MB = 50.0, 100.0, 0.70, 300.0
 
@@ -66,8 +70,11 @@ def free_port() -> int:
 class Server:
     """A uvicorn process group we started; stopped by its own id."""
 
-    def __init__(self, name: str, cmd: list[str], env: dict[str, str], log: Path) -> None:
+    def __init__(
+        self, name: str, cmd: list[str], env: dict[str, str], log: Path, application: str
+    ) -> None:
         self.name = name
+        self.application = application  # the application_name of its database connections
         self.port = free_port()
         self.log = log
         self.proc = subprocess.Popen(  # noqa: S603 (our own command line)
@@ -108,6 +115,16 @@ class Server:
         """The processes serving requests (the root itself with one worker)."""
         procs = self.processes()
         return procs[1:] or procs
+
+    def cpu_seconds(self) -> float:
+        total = 0.0
+        for p in self.processes():
+            try:
+                t = p.cpu_times()
+            except psutil.Error:
+                continue
+            total += t.user + t.system
+        return total
 
     def sample_memory(self) -> None:
         """Peak RSS per process: the kernel's high-water mark where there is one."""
@@ -198,6 +215,30 @@ async def explain(
     }
 
 
+async def explain_search(
+    dsn: str, endpoint: Endpoint, scenario: workload.Scenario
+) -> dict[str, dict[str, Any]]:
+    """Execution time of every search term's statement, by class of term."""
+    by_class: dict[str, list[tuple[float, str]]] = {}
+    for steps, label, req in zip(
+        endpoint.variants, scenario.labels, scenario.requests, strict=True
+    ):
+        ex = await explain(dsn, steps, None)
+        term = req.path.split("q=", 1)[1]
+        by_class.setdefault(label, []).append((ex["execution_ms"] or 0.0, term))
+    out = {}
+    for label, items in by_class.items():
+        times = sorted(t for t, _ in items)
+        worst = max(items)
+        out[label] = {
+            "terms": len(items),
+            "median_ms": round(times[len(times) // 2], 2),
+            "max_ms": round(worst[0], 2),
+            "slowest_term": urllib.parse.unquote(worst[1]),
+        }
+    return out
+
+
 def round_trips(endpoint: Endpoint) -> list[str]:
     out = []
     for s in endpoint.variants[0]:
@@ -218,11 +259,63 @@ def round_trips(endpoint: Endpoint) -> list[str]:
 # ---- measuring ---------------------------------------------------------------------------------
 
 
+class BackendCpu:
+    """CPU used by the PostgreSQL backends serving one client (by application_name).
+
+    Backends that close during a measurement take their CPU with them, so this can only
+    undercount; the pools here keep their connections.
+    """
+
+    def __init__(self, dsn: str, application: str) -> None:
+        self.dsn, self.application = dsn, application
+        self.before = self._snapshot()
+        self.latest: dict[int, float] = dict(self.before)
+
+    def _snapshot(self) -> dict[int, float]:
+        async def pids() -> list[int]:
+            conn = await asyncpg.connect(self.dsn)
+            try:
+                rows = await conn.fetch(
+                    "SELECT pid FROM pg_stat_activity "
+                    "WHERE application_name = $1 AND datname = current_database()",
+                    self.application,
+                )
+                return [r[0] for r in rows]
+            finally:
+                await conn.close()
+
+        out = {}
+        for pid in asyncio.run(pids()):
+            try:
+                t = psutil.Process(pid).cpu_times()
+            except psutil.Error:
+                continue
+            out[pid] = t.user + t.system
+        return out
+
+    def sample(self) -> None:
+        self.latest |= self._snapshot()
+
+    def used(self) -> float:
+        self.sample()
+        return sum(cpu - self.before.get(pid, 0.0) for pid, cpu in self.latest.items())
+
+    def used_while(self, fn: Callable[[], T]) -> tuple[T, float]:
+        """Run fn in a thread, sampling meanwhile (for clients whose backends end with it)."""
+        with ThreadPoolExecutor(1) as pool:
+            future = pool.submit(fn)
+            while not future.done():
+                time.sleep(0.5)
+                self.sample()
+            return future.result(), self.used()
+
+
 def measure_http(
     wrk: str | None,
     scenario: workload.Scenario,
     server: Server,
     *,
+    dsn: str,
     connections: int,
     seconds: int,
     warmup: int,
@@ -243,9 +336,20 @@ def measure_http(
         out = folder / f"{server.name}-{scenario.name}.collapsed"
         spy = (profile.start(py_spy, server.workers()[0].pid, seconds, out), out)
     load_before = os.getloadavg()[0]
+    cpu_before = server.cpu_seconds()
+    db_cpu = BackendCpu(dsn, server.application)
     result = load(seconds)
+    cpu = server.cpu_seconds() - cpu_before
+    db = db_cpu.used()
     server.sample_memory()
-    row = asdict(result) | {"load_avg_1m_before": round(load_before, 2)}
+    requests = max(result.requests, 1)
+    row = asdict(result) | {
+        "load_avg_1m_before": round(load_before, 2),
+        # CPU the server's processes used per request: Python work, independent of waiting.
+        "cpu_ms_per_request": round(cpu * 1000 / requests, 3),
+        "cpu_utilisation": round(cpu / max(result.seconds, 1e-9), 2),
+        "db_cpu_ms_per_request": round(db * 1000 / requests, 3),
+    }
     if spy:
         spy[0].wait(seconds + 30)
         if spy[1].exists():
@@ -273,8 +377,13 @@ def measure_pgbench(
     if warmup:
         pgbench.run(exe, dsn, scripts, defines, seconds=warmup, log_dir=folder / "pgb-log", **kw)
     load_before = os.getloadavg()[0]
-    r = pgbench.run(exe, dsn, scripts, defines, seconds=seconds, log_dir=folder / "pgb-log", **kw)
+    r, db = BackendCpu(dsn, "pgbench").used_while(
+        lambda: pgbench.run(
+            exe, dsn, scripts, defines, seconds=seconds, log_dir=folder / "pgb-log", **kw
+        )
+    )
     return {
+        "db_cpu_ms_per_request": round(db * 1000 / max(r.transactions, 1), 3),
         "requests": r.transactions,
         "seconds": seconds,
         "rps": r.tps,
@@ -354,6 +463,41 @@ def markdown(report: dict[str, Any]) -> str:
     out += ["", "## Round trips per request (recorded from the app)", ""]
     for name, trips in report["round_trips"].items():
         out.append(f"- {name} ({len(trips)}): " + " → ".join(trips))
+    out += [
+        "",
+        "## CPU per request",
+        "",
+        "CPU time used during the measurement divided by the requests served: the server's "
+        "own processes (Python work, whatever the waiting), and the PostgreSQL backends "
+        "serving it (same SQL, so these should match across the three).",
+        "",
+        "| endpoint | API process ms | stack process ms | API process util. "
+        "| DB ms for API | DB ms for stack | DB ms for pgbench |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, row in rows.items():
+        api, stack, pg = row["api"], row["stack"], row["pgbench"]
+        out.append(
+            f"| {name} | {_f(api.get('cpu_ms_per_request'), 2)} "
+            f"| {_f(stack.get('cpu_ms_per_request'), 2)} "
+            f"| {_f((api.get('cpu_utilisation') or 0) * 100, 0)}% "
+            f"| {_f(api.get('db_cpu_ms_per_request'), 2)} "
+            f"| {_f(stack.get('db_cpu_ms_per_request'), 2)} "
+            f"| {_f(pg.get('db_cpu_ms_per_request'), 2)} |"
+        )
+    if report.get("search_classes"):
+        out += [
+            "",
+            "## Search by class of term (EXPLAIN ANALYZE of each term's statement)",
+            "",
+            "| class | terms | median ms | max ms | slowest term |",
+            "|---|---:|---:|---:|---|",
+        ]
+        for label, c in report["search_classes"].items():
+            out.append(
+                f"| {label} | {c['terms']} | {_f(c['median_ms'], 1)} | {_f(c['max_ms'], 1)} "
+                f"| {c['slowest_term']} |"
+            )
     out += ["", "## Single statements (EXPLAIN ANALYZE of the main statement)", ""]
     for label, ex in report["explain"].items():
         out.append(f"- {label}: {_f(ex['execution_ms'], 2)} ms")
@@ -368,10 +512,25 @@ def markdown(report: dict[str, Any]) -> str:
             "</details>",
         ]
     if report.get("profiles"):
-        out += ["", "## Where the API process spends its busy time (py-spy, inclusive)", ""]
+        out += [
+            "",
+            "## Where the API process spends its CPU (py-spy --gil under load)",
+            "",
+            "Shares of the samples in which the API process ran Python: *through* counts a "
+            "sample when the layer is anywhere on its stack (layers nest, shares overlap); "
+            "*own time* attributes each sample to the package of its innermost frame.",
+        ]
         for name, prof in report["profiles"].items():
-            shares = ", ".join(f"{k} {v:.0%}" for k, v in prof.get("inclusive", {}).items())
-            out.append(f"- {name} ({prof.get('samples', 0)} samples): {shares}")
+            through = ", ".join(
+                f"{k} {v:.0%}" for k, v in prof.get("inclusive", {}).items() if v >= 0.01
+            )
+            own = ", ".join(f"{k} {v:.0%}" for k, v in prof.get("self_by_package", {}).items())
+            out += [
+                "",
+                f"- **{name}** ({prof.get('samples', 0)} samples)",
+                f"  - through: {through}",
+                f"  - own time: {own}",
+            ]
     out += ["", "## Not measured yet", ""]
     for h in report["hooks"]:
         out.append(f"- {h['name']}: {h['status']} — {h['note']}")
@@ -454,6 +613,8 @@ def run(args: argparse.Namespace) -> Path:
         explains[f"search, hard case: {label} ({hard[label]})"] = asyncio.run(
             explain(dsn, steps, None)
         )
+    say("== search terms one by one (EXPLAIN ANALYZE)")
+    search_classes = asyncio.run(explain_search(dsn, plan["search"], scenarios["search"]))
 
     wrk = None if args.driver == "python" else driver.find_wrk(install=True)
     if args.driver == "wrk" and not wrk:
@@ -470,6 +631,7 @@ def run(args: argparse.Namespace) -> Path:
         [sys.executable, "-m", "app.cli", "serve", "--workers", str(args.workers)],
         env,
         folder / "api.log",
+        "crm-service",
     )
     pool_size = settings.db_pool_size + settings.db_max_overflow
     stack = Server(
@@ -482,6 +644,7 @@ def run(args: argparse.Namespace) -> Path:
             "BENCH_POOL_SIZE": str(pool_size),
         },
         folder / "stack.log",
+        "crm-bench-stack",
     )
     layout = pgbench.Layout(
         customers=info.customers,
@@ -501,9 +664,11 @@ def run(args: argparse.Namespace) -> Path:
             scenario = scenarios[name]
             say(f"== {name}: {scenario.title}")
             row: dict[str, Any] = {"title": scenario.title, "write": scenario.write}
-            row["api"] = measure_http(wrk, scenario, api, folder=folder, py_spy=py_spy, **common)
+            row["api"] = measure_http(
+                wrk, scenario, api, dsn=dsn, folder=folder, py_spy=py_spy, **common
+            )
             say(f"   api     {_summary(row['api'])}")
-            row["stack"] = measure_http(wrk, scenario, stack, folder=folder, **common)
+            row["stack"] = measure_http(wrk, scenario, stack, dsn=dsn, folder=folder, **common)
             say(f"   stack   {_summary(row['stack'])}")
             row["pgbench"] = measure_pgbench(exe, dsn, plan[name], layout, folder=folder, **common)
             say(f"   pgbench {_summary(row['pgbench'])}")
@@ -564,6 +729,7 @@ def run(args: argparse.Namespace) -> Path:
         "rss": rss,
         "round_trips": {name: round_trips(ep) for name, ep in plan.items()},
         "explain": explains,
+        "search_classes": search_classes,
         "profiles": profiles,
         "hooks": hooks.run_hooks(tables),
         "run_seconds": round(time.perf_counter() - started, 1),
@@ -577,6 +743,15 @@ def run(args: argparse.Namespace) -> Path:
     if not args.keep_run_data:
         shutil.rmtree(folder, ignore_errors=True)
     say(f"== report: {md} ({report['run_seconds']:.0f} s)")
+    if args.check:
+        broken = [
+            f"{name}/{target}"
+            for name, row in endpoints.items()
+            for target in ("api", "stack", "pgbench")
+            if row[target]["errors"] or not row[target]["requests"] or row[target].get("error")
+        ]
+        if broken:
+            raise SystemExit(f"requests failed in: {', '.join(broken)} (see {md})")
     return md
 
 
@@ -644,6 +819,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--profile", action="store_true", help="py-spy the API under load")
     parser.add_argument("--out", default=str(RESULTS), help="where the report goes")
     parser.add_argument("--keep-run-data", action="store_true", help="keep bench/data/run-*")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="exit non-zero when any request failed (CI smoke); figures are never checked",
+    )
     run(parser.parse_args(argv))
 
 

@@ -73,7 +73,7 @@ class StackApp:
         elif method == "POST" and path == API:
             orjson.loads(await self._read(receive))
             body = await self._run(self.plan["create"], 0, None)
-            await self._answer(send, 201, body)
+            await self._answer(send, 201 if body is not None else 500, body or b"{}")
             return
         else:
             await self._answer(send, 404, b'{"detail":"not found"}')

@@ -18,7 +18,7 @@ import asyncpg
 
 from bench.capture import Request
 from bench.generate import BaseInfo
-from bench.pools import CITIES, SUFFIXES
+from bench.pools import CITIES, CONTACT_TITLE_WORDS, SUFFIXES
 
 VARIANTS = 48  # distinct list pages, search terms and create bodies per scenario
 
@@ -32,6 +32,7 @@ class Scenario:
     variant_header: bool  # requests carry X-Bench-Variant for the stack app
     code_days: list[str] = field(default_factory=list)  # get: YYYYMMDD of day d
     customers: int = 0
+    labels: list[str] = field(default_factory=list)  # search: the class of each term
 
 
 def tokens(info: BaseInfo) -> tuple[str, dict[int, str]]:
@@ -123,10 +124,11 @@ async def search_terms(conn: asyncpg.Connection, info: BaseInfo) -> dict[str, li
                 terms["company"].append(core)
                 terms["initials"].append(pinyin_forms(core)[1])
         for person in people:
-            if len(person) == 3 and person[1:] not in {"经理", "老师"}:
+            titled = any(person.endswith(t) for t in CONTACT_TITLE_WORDS)
+            if len(person) == 3 and not titled:
                 terms["person"].append(person)
                 terms["pinyin"].append(pinyin_forms(person)[0])
-            elif len(person) == 2 and person[1] not in "总工":
+            elif len(person) == 2 and not titled:
                 terms["short_name"].append(person)
         if row["phone"] and row["phone"].startswith("+861"):
             terms["phone"].append(phone_search_digits(row["phone"]))
@@ -168,7 +170,8 @@ async def search_scenario(
         "two-character word (科技)": "科技",
     }
     title = "search `q` (" + ", ".join(f"{n} {c}" for c, n in SEARCH_MIX.items()) + ")"
-    return Scenario("search", title, False, requests, True), hard
+    scenario = Scenario("search", title, False, requests, True, labels=[c for c, _ in chosen])
+    return scenario, hard
 
 
 def _body(row: asyncpg.Record) -> dict[str, Any]:
