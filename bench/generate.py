@@ -687,6 +687,33 @@ async def load_pool_tables(conn: asyncpg.Connection, pools: Pools) -> None:
         await conn.execute(f"ANALYZE bench.{table}")
 
 
+@dataclass
+class LoadContext:
+    dsn: str
+    conn: asyncpg.Connection  # a session for small statements; big loads open their own
+    layout: Layout
+    pools: Pools
+    ids: dict[str, Any]  # admin_id, manager_id, rep_ids
+    progress: Progress
+
+
+@dataclass(frozen=True)
+class BigTable:
+    """A table loaded in bulk: its non-unique indexes and foreign keys are dropped first."""
+
+    table: str
+    load: Callable[[LoadContext], Awaitable[None]]
+
+
+async def customers_step(ctx: LoadContext) -> None:
+    await load_customers(ctx.dsn, ctx.layout, ctx.pools, ctx.ids, ctx.progress)
+    await set_counters(ctx.conn, ctx.layout)
+
+
+# In load order; a later table may read the ones before it (interactions read customers).
+BIG_TABLES = [BigTable("customers", customers_step)]
+
+
 async def set_counters(conn: asyncpg.Connection, layout: Layout) -> None:
     q, r = divmod(layout.customers, layout.days)
     await conn.execute(
@@ -785,16 +812,18 @@ async def generate(
         await conn.execute(HELPERS)
         ids = await load_users(conn, pools)
         await load_pool_tables(conn, pools)
-        index_defs, fk_defs = await big_table_ddl(conn, "customers")
         t = step("users, custom fields", t)
-        await load_customers(dsn, layout, pools, ids, progress)
-        t = step("customers", t)
-        await set_counters(conn, layout)
-        await in_parallel(dsn, sorted(index_defs, key=lambda d: "gin" not in d) + fk_defs)
-        t = step("indexes and foreign keys", t)
-        await conn.execute("VACUUM (FREEZE, ANALYZE) customers")
+        ctx = LoadContext(dsn, conn, layout, pools, ids, progress)
+        for big in BIG_TABLES:
+            # Dropped and rebuilt around the load: maintaining them row by row costs more.
+            index_defs, fk_defs = await big_table_ddl(conn, big.table)
+            await big.load(ctx)
+            t = step(big.table, t)
+            await in_parallel(dsn, sorted(index_defs, key=lambda d: "gin" not in d) + fk_defs)
+            t = step(f"{big.table}: indexes and foreign keys", t)
+            await conn.execute(f"VACUUM (FREEZE, ANALYZE) {big.table}")
+            t = step(f"{big.table}: vacuum and analyze", t)
         await conn.execute("ANALYZE")
-        t = step("vacuum and analyze", t)
         bad = await verify_sample(conn, layout)
         if bad:
             raise RuntimeError(f"{bad} sampled rows differ from the app's search_text or phones")
@@ -819,9 +848,6 @@ async def generate(
         await conn.close()
     progress(f"generated {n_customers:,} customers in {info.generation_seconds:.0f}s")
     return info
-
-
-LOADERS: list[Callable[..., Awaitable[Any]]] = [load_users, load_customers]
 
 
 def main(argv: list[str] | None = None) -> None:
