@@ -8,6 +8,7 @@ records what bypasses the cursor: BEGIN/COMMIT/ROLLBACK and the pre-ping's empty
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -100,14 +101,47 @@ async def capture(database_url: str, requests: list[Request]) -> list[Captured]:
     return out
 
 
+def top_level(sql: str) -> str:
+    """The statement with every parenthesised part emptied: what is left is its outer shape."""
+    out, depth, quoted = [], 0, False
+    for ch in sql:
+        if ch == "'":
+            quoted = not quoted
+        if not quoted and ch == "(":
+            depth += 1
+            if depth == 1:
+                out.append("(")
+        elif not quoted and ch == ")":
+            depth -= 1
+            if depth == 0:
+                out.append(")")
+        elif depth == 0:
+            out.append(ch)
+    return " ".join("".join(out).split())
+
+
+def describe(sql: str) -> tuple[str, str, int]:
+    """(verb, table, columns returned) of a statement, read from its outer shape."""
+    shape = top_level(sql)
+    verb = re.search(r"\b(SELECT|INSERT|UPDATE|DELETE)\b", shape, re.IGNORECASE)
+    if verb is None:
+        return shape.split(" ", 1)[0], "", 0
+    rest = shape[verb.start() :]
+    table = re.search(r"\b(?:FROM|INTO|UPDATE)\s+([\w.\"]+)", rest, re.IGNORECASE)
+    columns = 0
+    returning = re.search(r"\bRETURNING\b(.*)", rest, re.IGNORECASE)
+    if returning:
+        columns = returning.group(1).count(",") + 1
+    elif verb.group(1).upper() == "SELECT":
+        listed = re.split(r"\bFROM\b", rest[6:], maxsplit=1, flags=re.IGNORECASE)[0]
+        columns = listed.count(",") + 1
+    return verb.group(1).upper(), table.group(1) if table else "", columns
+
+
 def main_step(steps: list[Step]) -> int:
-    """The step whose rows form the response: the longest SELECT or … RETURNING statement."""
-    candidates = [
-        (len(s.sql), i)
-        for i, s in enumerate(steps)
-        if s.kind == "sql" and (s.sql.lstrip().upper().startswith("SELECT") or "RETURNING" in s.sql)
-    ]
-    if not candidates:
+    """The step whose rows form the response: the one returning the most columns."""
+    candidates = [(describe(s.sql)[2], i) for i, s in enumerate(steps) if s.kind == "sql"]
+    if not candidates or max(candidates)[0] == 0:
         raise RuntimeError("no statement returns rows")
     return max(candidates)[1]
 

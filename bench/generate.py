@@ -734,8 +734,11 @@ async def set_counters(conn: asyncpg.Connection, layout: Layout) -> None:
 
 async def verify_sample(conn: asyncpg.Connection, layout: Layout, size: int = 2000) -> int:
     """Compare stored search_text and phones with what the app computes; return mismatches."""
+    from app.customers import service
     from app.customers.normalize import normalize_phone
-    from app.customers.service import _search_text
+
+    # The service's own builder (public as search_text_of since the customers rework).
+    search_text_of = getattr(service, "search_text_of", None) or service._search_text
 
     rows = await conn.fetch(
         "SELECT code, name, contacts, phone, email, search_text FROM customers "
@@ -756,12 +759,11 @@ async def verify_sample(conn: asyncpg.Connection, layout: Layout, size: int = 20
             for p in [row["phone"], *(p for c in record["contacts"] for p in c.get("phones", []))]
             if p
         )
-        if _search_text(record) != row["search_text"] or not phones_ok:
+        expected = search_text_of(record)
+        if expected != row["search_text"] or not phones_ok:
             bad += 1
             if bad <= 3:
-                print(
-                    f"  mismatch {row['code']}: {row['search_text']!r} vs {_search_text(record)!r}"
-                )
+                print(f"  mismatch {row['code']}: {row['search_text']!r} vs {expected!r}")
     return bad
 
 

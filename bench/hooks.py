@@ -44,10 +44,11 @@ def run_hooks(tables: set[str]) -> list[dict[str, str]]:
             present = (hook.method, hook.path) in routes
             what = f"{hook.method} {hook.path}"
         status = "present, not measured yet" if present else "skipped"
-        note = (
-            f"{what} exists: add its measurement to bench/hooks.py"
-            if present
-            else f"{what} is not in this build"
+        todo = (
+            "add its loader to BIG_TABLES in bench/generate.py"
+            if hook.table
+            else "add its measurement to bench/hooks.py"
         )
+        note = f"{what} exists: {todo}" if present else f"{what} is not in this build"
         out.append({"name": hook.name, "status": status, "note": note})
     return out

@@ -136,6 +136,8 @@ class StackApp:
                     max_size=self.pool_size,
                     init=_init,
                     reset=_no_reset,
+                    # Give idle connections back soon: the server is shared with pgbench's.
+                    max_inactive_connection_lifetime=5,
                     server_settings={"application_name": "crm-bench-stack"},
                 )
                 await send({"type": "lifespan.startup.complete"})
