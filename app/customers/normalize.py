@@ -104,5 +104,7 @@ def query_forms(q: str) -> tuple[str, str | None]:
     if stripped.isdigit() and len(stripped) >= 4:
         if len(stripped) > 11 and stripped.startswith("86"):
             stripped = stripped[2:]  # +86 typed in front of a mainland number
+        # A landline's trunk 0 (021…, 0755…) is not part of the stored national number.
+        stripped = stripped.lstrip("0") or stripped
         return text, stripped
     return text, None

@@ -375,17 +375,12 @@ async def create(
     if values.get("kind") is None:
         values["kind"] = "enterprise"
 
-    code = await repo.next_code(session, local_today())
-    values.update(
-        code=code,
-        owner_id=owner_id,
-        created_by=principal.subject,
-        updated_by=principal.subject,
-    )
+    values.update(owner_id=owner_id, created_by=principal.subject, updated_by=principal.subject)
     values["flags"] = compute_flags(values, [])
-    values["search_text"] = search_text_of(values)
     values["name_key"] = name_key(values["name"])
-    row = await repo.insert_customer(session, values)
+    rest = search_text_of({**values, "code": ""}).strip()
+    row = await repo.insert_with_code(session, local_today(), values, rest)
+    code = row["code"]
     await identity_repo.record_candidates_for(session, row["id"])
     if CLASS_INPUTS & values.keys():
         row = await _reclassified(session, principal, row)
@@ -643,6 +638,30 @@ def _cursor_value(value: Any) -> Any:
     return value
 
 
+async def _page(
+    session: AsyncSession,
+    principal: Principal,
+    fdict: dict[str, Any],
+    sort: str,
+    after: list[Any] | None,
+    limit: int,
+    now: datetime,
+    extra: list[ColumnElement[bool]],
+    fuzzy: bool,
+) -> list[Any]:
+    stmt = repo.list_statement(
+        principal,
+        fdict,
+        sort=sort,
+        after=after,
+        limit=limit + 1,
+        now=now,
+        extra=extra,
+        fuzzy=fuzzy,
+    )
+    return list((await session.execute(stmt)).mappings().all())
+
+
 async def list_customers(
     session: AsyncSession,
     principal: Principal,
@@ -656,20 +675,29 @@ async def list_customers(
     sort = sort or ("relevance" if filters.q else "-created_at")
     if sort.lstrip("-") == "contract_amount" and not principal.sees_contract_amount:
         raise ValidationFailed(errors=[field_error("sort", "not allowed for your role")])
-    after = decode_cursor(cursor, 2 if sort == "relevance" else 3)
+    after = decode_cursor(cursor, 3)
     extra = await custom_filter_conditions(session, filters.custom)
     fdict = filters.model_dump()
     now = datetime.now(UTC)
-    stmt = repo.list_statement(
-        principal, fdict, sort=sort, after=after, limit=limit + 1, now=now, extra=extra
-    )
-    rows = (await session.execute(stmt)).mappings().all()
+    # Search is exact substring first; only when that finds less than a page does a first page
+    # widen to typo-tolerant matching, and its cursor carries the choice to later pages.
+    fuzzy = bool(after and sort == "relevance" and after[2])
+    rows = await _page(session, principal, fdict, sort, after, limit, now, extra, fuzzy)
+    if (
+        sort == "relevance"
+        and after is None
+        and len(rows) < limit
+        and filters.q
+        and repo.can_be_fuzzy(filters.q)
+    ):
+        fuzzy = True
+        rows = await _page(session, principal, fdict, sort, after, limit, now, extra, fuzzy)
     items = [to_public(dict(r), principal) for r in rows[:limit]]
     next_cursor = None
     if len(rows) > limit:
         last = rows[limit - 1]
         if sort == "relevance":
-            next_cursor = encode_cursor([float(last["_score"]), last["id"]])
+            next_cursor = encode_cursor([float(last["_score"]), last["id"], fuzzy])
         else:
             value = last["_sort"]
             next_cursor = encode_cursor([value is None, _cursor_value(value), last["id"]])
