@@ -19,9 +19,13 @@ from app.core.logging import configure_logging
 from app.core.middleware import RequestContextMiddleware
 from app.core.responses import FastJSONResponse
 from app.customers.router import router as customers_router
+from app.exports.router import router as exports_router
 from app.fields.router import router as fields_router
+from app.imports import worker as import_worker
+from app.imports.router import router as imports_router
 from app.meta.router import router as meta_router
 from app.ops.router import router as ops_router
+from app.reports.router import router as reports_router
 
 API_PREFIX = "/api/v1"
 
@@ -33,6 +37,9 @@ FEATURE_ROUTERS: list[APIRouter] = [
     customers_router,
     fields_router,
     meta_router,
+    imports_router,
+    exports_router,
+    reports_router,
 ]
 
 
@@ -58,9 +65,12 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
         engine = build_engine(url, settings)
         app.state.engine = engine
         app.state.sessionmaker = build_sessionmaker(engine)
+        # Imports left unfinished by a stopped or dead process resume here (or fail cleanly).
+        await import_worker.recover(engine)
         try:
             yield
         finally:
+            await import_worker.shutdown()
             await engine.dispose()
 
     app = FastAPI(

@@ -8,8 +8,9 @@ Create Date: 2026-11-23 04:00
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-from alembic import op
 from sqlalchemy.dialects import postgresql as pg
+
+from alembic import op
 
 revision: str = "0002_customers"
 down_revision: str | None = "0001_platform"
@@ -48,7 +49,10 @@ def upgrade() -> None:
     )
     op.bulk_insert(
         sources,
-        [{"code": c, "label": label, "aliases": a, "builtin": True} for c, label, a in DEFAULT_SOURCES],
+        [
+            {"code": c, "label": label, "aliases": a, "builtin": True}
+            for c, label, a in DEFAULT_SOURCES
+        ],
     )
 
     op.create_table(
@@ -90,7 +94,9 @@ def upgrade() -> None:
         sa.Column("rfm_f", sa.SmallInteger),
         sa.Column("rfm_m", sa.SmallInteger),
         sa.Column("rfm_segment", sa.String(20)),
-        sa.Column("cooperation_status", sa.String(12), nullable=False, server_default="not_started"),
+        sa.Column(
+            "cooperation_status", sa.String(12), nullable=False, server_default="not_started"
+        ),
         sa.Column("first_cooperation_date", sa.Date),
         sa.Column("last_cooperation_date", sa.Date),
         sa.Column("products", pg.ARRAY(sa.Text), nullable=False, server_default="{}"),
@@ -123,14 +129,20 @@ def upgrade() -> None:
             "value_tier IN ('high_value','potential','normal','churn_risk')", name="value_tier"
         ),
         sa.CheckConstraint("activity IN ('active','dormant','lost')", name="activity"),
-        sa.CheckConstraint("contract_amount IS NULL OR contract_amount >= 0", name="contract_amount"),
+        sa.CheckConstraint(
+            "contract_amount IS NULL OR contract_amount >= 0", name="contract_amount"
+        ),
     )
     live = sa.text("deleted_at IS NULL")
     op.create_index(
-        "ix_customers_owner_created", "customers", ["owner_id", "created_at", "id"],
+        "ix_customers_owner_created",
+        "customers",
+        ["owner_id", "created_at", "id"],
         postgresql_where=live,
     )
-    op.create_index("ix_customers_created", "customers", ["created_at", "id"], postgresql_where=live)
+    op.create_index(
+        "ix_customers_created", "customers", ["created_at", "id"], postgresql_where=live
+    )
     op.create_index("ix_customers_phone", "customers", ["phone"])
     op.create_index("ix_customers_email", "customers", ["email"])
     op.create_index("ix_customers_last_follow_up", "customers", ["last_follow_up_at"])

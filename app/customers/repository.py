@@ -24,7 +24,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import DOUBLE_PRECISION, JSONB, insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.auth.principal import Principal
 from app.models.customer import Customer, CustomField, IdempotencyKey, SourceChannel
@@ -39,6 +39,7 @@ READ_COLUMNS = [
     C.name,
     C.contacts,
     C.phone,
+    C.raw_phone,
     C.email,
     C.industry,
     C.province,
@@ -145,18 +146,27 @@ async def lock_for_update(
     return dict(row) if row else None
 
 
+def format_code(day: date, number: int) -> str:
+    return f"C{day:%Y%m%d}{number:03d}"
+
+
 async def next_code(session: AsyncSession, day: date) -> str:
     """Take the next per-day number. The counter row stays locked until commit: gap-free."""
-    value = await session.scalar(
+    return format_code(day, await reserve_codes(session, day, 1))
+
+
+async def reserve_codes(session: AsyncSession | AsyncConnection, day: date, count: int) -> int:
+    """Take `count` consecutive numbers of `day` with one statement; returns the first."""
+    last = await session.scalar(
         text(
-            "INSERT INTO customer_code_counters (day, last_value) VALUES (:day, 1) "
-            "ON CONFLICT (day) DO UPDATE SET last_value = customer_code_counters.last_value + 1 "
-            "RETURNING last_value"
+            "INSERT INTO customer_code_counters (day, last_value) VALUES (:day, :n) "
+            "ON CONFLICT (day) DO UPDATE "
+            "SET last_value = customer_code_counters.last_value + :n RETURNING last_value"
         ),
-        {"day": day},
+        {"day": day, "n": count},
     )
-    assert value is not None
-    return f"C{day:%Y%m%d}{int(value):03d}"
+    assert last is not None
+    return int(last) - count + 1
 
 
 async def insert_customer(session: AsyncSession, values: dict[str, Any]) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from app.models.customer import (
     IdempotencyKey,
     SourceChannel,
 )
+from app.models.imports import ImportIssue, ImportJob
 from app.models.user import LoginFailure, RefreshToken, ServiceAccount, User
 
 __all__ = [
@@ -16,6 +17,8 @@ __all__ = [
     "Customer",
     "CustomerCodeCounter",
     "IdempotencyKey",
+    "ImportIssue",
+    "ImportJob",
     "LoginFailure",
     "RefreshToken",
     "ServiceAccount",
