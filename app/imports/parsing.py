@@ -409,11 +409,11 @@ class RowParser:
                 data = None
             if isinstance(data, list):
                 contacts = _CONTACTS.validate_python(data)
-                out.values["contacts"] = [c.model_dump(exclude_none=True) for c in contacts]
+                out.values["contacts"] = [c.model_dump(exclude_unset=True) for c in contacts]
                 return
         names = [n.strip() for n in _NAME_SPLIT.split(text) if n.strip()]
         contacts = _CONTACTS.validate_python([{"name": n} for n in names])
-        out.values["contacts"] = [c.model_dump(exclude_none=True) for c in contacts]
+        out.values["contacts"] = [c.model_dump(exclude_unset=True) for c in contacts]
 
     def _enum(self, out: Parsed, target: str, header: str, text: str) -> None:
         v = out.values
@@ -476,6 +476,9 @@ def build_record(parsed: Parsed) -> dict[str, Any]:
     """The values of a new customer from a parsed row (the API's create defaults applied)."""
     values = dict(parsed.values)
     customer_service.fill_create_defaults(values)
+    # COPY writes NULL where the API's INSERT would get the column default.
+    values.setdefault("lifecycle", "potential")
+    values.setdefault("cooperation_status", "not_started")
     values.setdefault("need_tags", [])
     values.setdefault("products", [])
     values.setdefault("custom", {})

@@ -136,8 +136,8 @@ class SheetReader:
 
     def _csv_rows(self) -> Iterator[tuple[int, list[Any]]]:
         raw = self.path.open("rb")
-        self._close.append(raw.close)
         text = io.TextIOWrapper(raw, encoding=self.info.encoding or "utf-8", newline="")
+        self._close.append(text.close)  # closes `raw` too
         reader = csv.reader(text, delimiter=self.info.delimiter)
         try:
             for number, cells in enumerate(reader, start=1):
@@ -155,8 +155,11 @@ class SheetReader:
     def _xlsx_rows(self) -> Iterator[tuple[int, list[Any]]]:
         import openpyxl
 
+        # A file object: openpyxl would judge a path by its extension (spooled files have none).
+        fh = self.path.open("rb")
+        self._close.append(fh.close)
         try:
-            wb = openpyxl.load_workbook(self.path, read_only=True, data_only=True)
+            wb = openpyxl.load_workbook(fh, read_only=True, data_only=True)
         except Exception as exc:  # openpyxl raises many kinds for a damaged file
             raise FileProblem("broken", f"not a readable XLSX workbook ({exc})") from exc
         self._close.append(wb.close)

@@ -254,6 +254,21 @@ async def lock_customers(pg: Any, ids: Sequence[int]) -> dict[int, dict[str, Any
     return {r["id"]: dict(r) for r in records}
 
 
+async def prepare_connection(pg: Any) -> None:
+    """COPY is binary: teach this connection citext's binary form (plain UTF-8, like text)."""
+    schema = await pg.fetchval(
+        "SELECT n.nspname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace "
+        "WHERE t.typname = 'citext'"
+    )
+    await pg.set_type_codec(
+        "citext",
+        schema=schema,
+        encoder=lambda value: str(value).encode(),
+        decoder=lambda data: bytes(data).decode(),
+        format="binary",
+    )
+
+
 async def copy_customers(pg: Any, rows: Sequence[Sequence[Any]]) -> None:
     if rows:
         await pg.copy_records_to_table("customers", records=rows, columns=INSERT_COLUMNS)

@@ -445,6 +445,7 @@ async def _import(
         ctx = await load_context(session, settings)
         raw = await conn.get_raw_connection()
         pg = raw.driver_connection
+        await repo.prepare_connection(pg)
         await repo.prepare_update_table(pg)
         applier = Applier(job, pg, side, tally)
         read = await _stream(job, path, info, ctx, applier, side, settings)
