@@ -119,3 +119,5 @@ def _index() -> dict[str, str]:
 
 
 HEADER_INDEX = _index()
+# Columns our own export writes that an import leaves alone (computed by the service).
+READ_ONLY = {header_key(n) for c in COLUMNS if not c.importable for n in (c.field, c.zh)}

@@ -23,7 +23,7 @@ from app.customers import service as customer_service
 from app.customers.industries import resolve_industry
 from app.customers.normalize import normalize_phone
 from app.customers.schemas import Contact, CustomerCreate
-from app.imports.columns import HEADER_INDEX, header_key, unescape
+from app.imports.columns import HEADER_INDEX, READ_ONLY, header_key, unescape
 from app.models.customer import CustomField, SourceChannel
 
 ERROR, WARNING = "error", "warning"
@@ -158,6 +158,8 @@ def map_headers(headers: list[str], custom_fields: list[CustomField]) -> Mapping
             continue
         key = header_key(text)
         target = HEADER_INDEX.get(key) or custom.get(key)
+        if target is None and key in READ_ONLY:
+            continue
         if target is None or target in taken:
             unknown.append(text)
             continue

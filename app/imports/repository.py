@@ -219,6 +219,7 @@ async def copy_issues(pg: Any, rows: Sequence[tuple[Any, ...]]) -> None:
 # neither side has a phone or email that says otherwise. Deleted customers never match.
 _MATCH_SQL = """
 SELECT s.row_no, crm_name_key(s.name) AS name_key,
+  EXISTS (SELECT 1 FROM customers c WHERE c.code = s.code AND c.deleted_at IS NULL) AS code_found,
   COALESCE(
     (SELECT c.id FROM customers c WHERE c.code = s.code AND c.deleted_at IS NULL),
     (SELECT c.id FROM customers c WHERE c.phone = s.phone AND c.deleted_at IS NULL
@@ -238,11 +239,11 @@ FROM unnest($1::int[], $2::text[], $3::text[], $4::text[], $5::text[])
 async def match(
     pg: Any,
     rows: Sequence[tuple[int, str | None, str | None, str | None, str]],
-) -> dict[int, tuple[str, int | None]]:
-    """row number → (name key, id of the customer the row matches, if any)."""
+) -> dict[int, tuple[str, int | None, bool]]:
+    """row number → (name key, id of the customer the row matches if any, code found)."""
     cols = list(zip(*rows, strict=True)) if rows else [(), (), (), (), ()]
     records = await pg.fetch(_MATCH_SQL, *[list(c) for c in cols])
-    return {r["row_no"]: (r["name_key"], r["customer_id"]) for r in records}
+    return {r["row_no"]: (r["name_key"], r["customer_id"], r["code_found"]) for r in records}
 
 
 async def lock_customers(pg: Any, ids: Sequence[int]) -> dict[int, dict[str, Any]]:

@@ -261,7 +261,9 @@ def merge_values(base: dict[str, Any], provided: dict[str, Any], policy: str) ->
                     merged[k] = v
             after[key] = merged
         elif key in ("lifecycle", "lifecycle_baseline"):
-            if overwrite or base.get("lifecycle_baseline") is None:
+            # The class the customer already has is no new baseline (exports carry it).
+            same = provided.get("lifecycle") == base.get("lifecycle")
+            if not same and (overwrite or base.get("lifecycle_baseline") is None):
                 after[key] = value
         elif key in ("kind", "cooperation_status"):
             if overwrite:
@@ -322,7 +324,7 @@ class Applier:
             self.tally.imported += len(new)
 
     def _plan(
-        self, good: list[Parsed], matches: dict[int, tuple[str, int | None]]
+        self, good: list[Parsed], matches: dict[int, tuple[str, int | None, bool]]
     ) -> tuple[list[Parsed], dict[int, list[Parsed]]]:
         """Decide per row: new customer, change to an existing one, or skip. Rows repeating an
         earlier row of this batch are folded into it (earlier batches are in the table)."""
@@ -330,7 +332,7 @@ class Applier:
         new: list[Parsed] = []
         updates: dict[int, list[Parsed]] = {}
         for p in good:
-            name_key, customer_id = matches[p.row_no]
+            name_key, customer_id, code_found = matches[p.row_no]
             phone, email = p.values.get("phone"), p.values.get("email")
             keys = [("code", p.code), ("phone", phone), ("email", email)]
             target: tuple[str, int] | None = ("old", customer_id) if customer_id else None
@@ -350,6 +352,9 @@ class Applier:
             if target is None:
                 target = ("new", len(new))
                 new.append(p)
+                if p.code and not code_found:
+                    reason = "a customer code that matches no customer; a new code was given"
+                    self.issue(Issue(p.row_no, None, p.code, reason))
             elif self.policy == "skip":
                 self.tally.skipped += 1
             elif target[0] == "old":

@@ -169,9 +169,7 @@ async def test_messy_template_sheet(client: httpx.AsyncClient, engine: AsyncEngi
     assert by[(5, "客户名称")]["level"] == "error"
     assert job["warnings"] == sum(1 for i in items if i["level"] == "warning")
 
-    as_csv = await client.get(
-        job["errors_url"], params={"format": "csv"}, headers=importer.headers
-    )
+    as_csv = await client.get(job["errors_url"], params={"format": "csv"}, headers=importer.headers)
     assert as_csv.status_code == 200 and as_csv.headers["content-type"].startswith("text/csv")
     lines = as_csv.content.decode("utf-8-sig").splitlines()
     assert lines[0] == "row,column,value,reason,level"
@@ -240,7 +238,9 @@ async def test_xlsx_upload(client: httpx.AsyncClient, engine: AsyncEngine):
     wb = openpyxl.Workbook()
     ws = wb.active
     ws.append(["客户名称", "联系方式", "最近跟进日期", "合同金额", "客户类型", "客户标签"])
-    ws.append(["成都天府软件有限公司", 13812345678, datetime(2026, 11, 22, 9, 30), 5000, "新客户", "A、B"])
+    ws.append(
+        ["成都天府软件有限公司", 13812345678, datetime(2026, 11, 22, 9, 30), 5000, "新客户", "A、B"]
+    )
     ws.append(["'=cmd|' /C calc'!A0", "", "2026-11-01", "", "", ""])
     buffer = io.BytesIO()
     wb.save(buffer)
