@@ -98,9 +98,9 @@ _PINYIN = Pinyin(_CachedConverter())
 
 def pinyin_forms(text: str) -> tuple[str, str]:
     """Full pinyin and initials of `text` ('张经理' → zhangjingli, zjl)."""
-    full = "".join(_PINYIN.lazy_pinyin(text, errors="ignore"))
-    initials = "".join(_PINYIN.lazy_pinyin(text, style=Style.FIRST_LETTER, errors="ignore"))
-    return full.lower(), initials.lower()
+    # Style.FIRST_LETTER is the first letter of each NORMAL syllable: one conversion serves both.
+    syllables = _PINYIN.lazy_pinyin(text, errors="ignore")
+    return "".join(syllables).lower(), "".join(s[:1] for s in syllables).lower()
 
 
 def search_text(

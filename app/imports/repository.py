@@ -148,7 +148,7 @@ async def unfinished_job_ids(conn: AsyncConnection) -> list[int]:
 async def try_lock(conn: AsyncConnection, job_id: int) -> bool:
     return bool(
         await conn.scalar(
-            text("SELECT pg_try_advisory_lock(:ns, CAST(:id AS int))"),
+            text("SELECT pg_try_advisory_lock(:ns, CAST(:id % 2147483647 AS int))"),
             {"ns": LOCK_NAMESPACE, "id": job_id},
         )
     )
@@ -156,7 +156,7 @@ async def try_lock(conn: AsyncConnection, job_id: int) -> bool:
 
 async def unlock(conn: AsyncConnection, job_id: int) -> None:
     await conn.execute(
-        text("SELECT pg_advisory_unlock(:ns, CAST(:id AS int))"),
+        text("SELECT pg_advisory_unlock(:ns, CAST(:id % 2147483647 AS int))"),
         {"ns": LOCK_NAMESPACE, "id": job_id},
     )
 
@@ -218,10 +218,9 @@ async def copy_issues(pg: Any, rows: Sequence[tuple[Any, ...]]) -> None:
 # First the code, then the normalized phone, then the email, then the same company name when
 # neither side has a phone or email that says otherwise. Deleted customers never match.
 _MATCH_SQL = """
-SELECT s.row_no, crm_name_key(s.name) AS name_key,
-  EXISTS (SELECT 1 FROM customers c WHERE c.code = s.code AND c.deleted_at IS NULL) AS code_found,
+SELECT s.row_no, crm_name_key(s.name) AS name_key, by_code.id IS NOT NULL AS code_found,
   COALESCE(
-    (SELECT c.id FROM customers c WHERE c.code = s.code AND c.deleted_at IS NULL),
+    by_code.id,
     (SELECT c.id FROM customers c WHERE c.phone = s.phone AND c.deleted_at IS NULL
       ORDER BY c.id LIMIT 1),
     (SELECT c.id FROM customers c WHERE c.email = s.email::citext AND c.deleted_at IS NULL
@@ -233,6 +232,9 @@ SELECT s.row_no, crm_name_key(s.name) AS name_key,
   ) AS customer_id
 FROM unnest($1::int[], $2::text[], $3::text[], $4::text[], $5::text[])
   AS s(row_no, code, phone, email, name)
+LEFT JOIN LATERAL (
+  SELECT c.id FROM customers c WHERE c.code = s.code AND c.deleted_at IS NULL
+) AS by_code ON true
 """
 
 
@@ -244,6 +246,19 @@ async def match(
     cols = list(zip(*rows, strict=True)) if rows else [(), (), (), (), ()]
     records = await pg.fetch(_MATCH_SQL, *[list(c) for c in cols])
     return {r["row_no"]: (r["name_key"], r["customer_id"], r["code_found"]) for r in records}
+
+
+async def estimated_customers(pg: Any) -> int:
+    return max(
+        int(await pg.fetchval("SELECT reltuples FROM pg_class WHERE oid = 'customers'::regclass")),
+        0,
+    )
+
+
+async def analyze_customers(pg: Any) -> None:
+    """Statistics that include this transaction's own rows (ANALYZE counts them), so matching
+    keeps using the indexes while a big import grows the table."""
+    await pg.execute("ANALYZE customers")
 
 
 async def lock_customers(pg: Any, ids: Sequence[int]) -> dict[int, dict[str, Any]]:

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, BackgroundTasks, File, Form, Query, Request, Response, UploadFile
+from fastapi import (
+    APIRouter,
+    BackgroundTasks,
+    File,
+    Form,
+    Path,
+    Query,
+    Request,
+    Response,
+    UploadFile,
+)
 from fastapi.responses import StreamingResponse
 
 from app.auth.dependencies import require
@@ -16,6 +26,8 @@ from app.imports import service, worker
 from app.imports.schemas import DuplicatePolicy, ImportIssuePage, ImportJobPage, ImportJobRead
 
 router = APIRouter(prefix="/imports", tags=["imports"])
+
+JobId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"description": "No such import job, or not yours"},
@@ -77,7 +89,7 @@ async def list_imports(
 
 @router.get("/{job_id}", response_model=ImportJobRead, responses=ERRORS)
 async def get_import(
-    job_id: int, session: SessionDep, principal: Annotated[Principal, require("imports:write")]
+    job_id: JobId, session: SessionDep, principal: Annotated[Principal, require("imports:write")]
 ) -> Response:
     """An import job's status, progress and counts."""
     return FastJSONResponse(await service.get_job(session, principal, job_id))
@@ -90,7 +102,7 @@ async def get_import(
 )
 async def get_import_errors(
     request: Request,
-    job_id: int,
+    job_id: JobId,
     session: SessionDep,
     principal: Annotated[Principal, require("imports:write")],
     format: Literal["json", "csv"] = "json",

@@ -290,6 +290,9 @@ class Applier:
         self.tally = tally
         self.policy = job["duplicate_policy"]
         self.actor = job["created_by"]
+        self.inserted = 0
+        self.known_rows = -1  # the table size the planner's statistics know of
+        self.base_rows = 0
 
     def issue(self, i: Issue) -> None:
         if i.level == WARNING:
@@ -311,6 +314,7 @@ class Applier:
             (p.row_no, p.code, p.values.get("phone"), p.values.get("email"), p.values["name"])
             for p in good
         ]
+        await self._fresh_statistics()
         matches = await repo.match(self.pg, keys)
         new, updates = self._plan(good, matches)
         if updates:
@@ -322,6 +326,17 @@ class Applier:
             rows = await asyncio.to_thread(self._new_rows, new, first)
             await repo.copy_customers(self.pg, rows)
             self.tally.imported += len(new)
+            self.inserted += len(new)
+
+    async def _fresh_statistics(self) -> None:
+        """Re-analyze whenever this job has grown the table by half since the planner last
+        looked; otherwise a table that "looks empty" is scanned once per row (quadratic)."""
+        if self.known_rows < 0:
+            self.known_rows = await repo.estimated_customers(self.pg)
+            self.base_rows = self.known_rows
+        if self.inserted and self.base_rows + self.inserted > 1.5 * max(self.known_rows, 1000):
+            await repo.analyze_customers(self.pg)
+            self.known_rows = self.base_rows + self.inserted
 
     def _plan(
         self, good: list[Parsed], matches: dict[int, tuple[str, int | None, bool]]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, literal, or_, select
+from sqlalchemy import ColumnElement, and_, cast, func, literal, or_, select
+from sqlalchemy.dialects.postgresql import JSONPATH
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.principal import Principal
@@ -16,7 +17,7 @@ C = Customer.__table__.c
 
 def _reachable() -> ColumnElement[bool]:
     contact_reach = func.jsonb_path_exists(
-        C.contacts, literal("$[*] ? (@.phones.size() > 0 || exists(@.email))")
+        C.contacts, cast(literal("$[*] ? (@.phones.size() > 0 || exists(@.email))"), JSONPATH)
     )
     return or_(C.phone.is_not(None), C.email.is_not(None), contact_reach)
 

@@ -152,7 +152,7 @@ async def test_marketing_exports_are_masked(client: httpx.AsyncClient, engine: A
 
 
 async def test_a_rep_exports_only_what_they_see(client: httpx.AsyncClient, engine: AsyncEngine):
-    admin, rep = await _seed(client, engine)
+    _, rep = await _seed(client, engine)
     other = await make_user(engine, role=Role.sales)
     await make_customer(client, other, name="别人的客户有限公司")
     rows = _csv_rows(await client.get(URL, headers=rep.headers))

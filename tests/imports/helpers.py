@@ -53,9 +53,9 @@ async def upload(
 
 
 async def wait_job(
-    client: httpx.AsyncClient, user: TestUser, job_id: int, timeout: float = 60
+    client: httpx.AsyncClient, user: TestUser, job_id: int, seconds: float = 60
 ) -> dict[str, Any]:
-    deadline = asyncio.get_running_loop().time() + timeout
+    deadline = asyncio.get_running_loop().time() + seconds
     while True:
         r = await client.get(f"/api/v1/imports/{job_id}", headers=user.headers)
         assert r.status_code == 200, r.text
