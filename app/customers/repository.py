@@ -378,6 +378,24 @@ def _coerce(col: Any, value: Any) -> Any:
     return value
 
 
+def list_conditions(
+    principal: Principal,
+    filters: dict[str, Any],
+    now: datetime,
+    extra: list[ColumnElement[bool]] | None = None,
+) -> tuple[list[ColumnElement[bool]], Any]:
+    """The WHERE of a filtered list the caller may see, and the search score when `q` is set."""
+    conds = [readable(principal), *filter_conditions(filters, principal, now), *(extra or [])]
+    score = None
+    if filters.get("q"):
+        from app.customers.normalize import query_forms
+
+        text_q, digits = query_forms(filters["q"])
+        cond, score = search_condition(text_q, digits)
+        conds.append(cond)
+    return conds, score
+
+
 def list_statement(
     principal: Principal,
     filters: dict[str, Any],
@@ -388,15 +406,7 @@ def list_statement(
     now: datetime,
     extra: list[ColumnElement[bool]] | None = None,
 ) -> Select[Any]:
-    conds = [readable(principal), *filter_conditions(filters, principal, now), *(extra or [])]
-    q = filters.get("q")
-    score = None
-    if q:
-        from app.customers.normalize import query_forms
-
-        text_q, digits = query_forms(q)
-        cond, score = search_condition(text_q, digits)
-        conds.append(cond)
+    conds, score = list_conditions(principal, filters, now, extra)
     if sort == "relevance":
         if score is None:
             sort = "-created_at"
@@ -433,10 +443,5 @@ def count_statement(
     now: datetime,
     extra: list[ColumnElement[bool]] | None = None,
 ) -> Select[Any]:
-    conds = [readable(principal), *filter_conditions(filters, principal, now), *(extra or [])]
-    if filters.get("q"):
-        from app.customers.normalize import query_forms
-
-        text_q, digits = query_forms(filters["q"])
-        conds.append(search_condition(text_q, digits)[0])
+    conds, _ = list_conditions(principal, filters, now, extra)
     return select(func.count()).select_from(Customer.__table__).where(*conds)

@@ -146,25 +146,18 @@ def row_cells(public: dict[str, Any], plan: ExportPlan) -> list[str]:
 
 
 async def pages(engine: AsyncEngine, plan: ExportPlan) -> AsyncIterator[list[list[str]]]:
-    """Rows in code order, a keyset page at a time, each page on a short-lived connection."""
-    after: list[Any] | None = None
+    """Rows in creation order, a keyset page at a time (on the primary key, so a full export
+    never sorts the base), each page on a short-lived connection."""
+    conds, _ = customer_repo.list_conditions(plan.principal, plan.filters, plan.now, plan.extra)
+    after = 0
     while True:
-        stmt = customer_repo.list_statement(
-            plan.principal,
-            plan.filters,
-            sort="code",
-            after=after,
-            limit=PAGE,
-            now=plan.now,
-            extra=plan.extra,
-        )
+        stmt = repo.page_statement(conds, after, PAGE)
         async with engine.connect() as conn:
             rows = (await conn.execute(stmt)).mappings().all()
         yield [row_cells(customer_service.to_public(dict(r), plan.principal), plan) for r in rows]
         if len(rows) < PAGE:
             return
-        last = rows[-1]
-        after = [False, last["code"], last["id"]]
+        after = rows[-1]["id"]
 
 
 async def csv_stream(engine: AsyncEngine, plan: ExportPlan) -> AsyncIterator[bytes]:

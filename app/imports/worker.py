@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 after_batch: Callable[[int, int], Awaitable[None]] | None = None
 
 _TASKS: set[asyncio.Task[None]] = set()
+# Each running job holds two pooled connections; a few at a time leave the pool to the API.
+_SLOTS = asyncio.Semaphore(2)
 JSON_COLUMNS = {"contacts", "custom"}
 SEARCH_INPUTS = ("name", "contacts", "phone", "raw_phone", "email")
 
@@ -87,6 +89,11 @@ async def recover(engine: AsyncEngine) -> list[int]:
 
 
 async def run_job(engine: AsyncEngine, job_id: int) -> None:
+    async with _SLOTS:
+        await _run(engine, job_id)
+
+
+async def _run(engine: AsyncEngine, job_id: int) -> None:
     settings = get_settings()
     async with engine.connect() as side:
         locked = await repo.try_lock(side, job_id)
