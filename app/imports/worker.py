@@ -112,13 +112,13 @@ async def _run(engine: AsyncEngine, job_id: int) -> None:
 async def _run_locked(
     engine: AsyncEngine, side: AsyncConnection, job_id: int, settings: Settings
 ) -> None:
-    status, spool = (
+    found = (
         await side.execute(select(repo.J.status, repo.J.spool_path).where(repo.J.id == job_id))
-    ).one()
+    ).first()
     await side.commit()
-    path = Path(spool)
-    if status not in ("queued", "running"):
+    if found is None or found.status not in ("queued", "running"):
         return
+    status, path = found.status, Path(found.spool_path)
     if not await asyncio.to_thread(path.exists):
         if status == "running":  # orphaned, and its upload went with its host
             await _fail(side, job_id, "The uploaded file is gone; nothing was imported.")
