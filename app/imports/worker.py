@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,17 +27,9 @@ from app.customers import repository as customer_repo
 from app.customers import service as customer_service
 from app.customers.normalize import with_code
 from app.imports import repository as repo
-from app.imports.parsing import (
-    ERROR,
-    WARNING,
-    ImportContext,
-    Issue,
-    Parsed,
-    RowParser,
-    build_record,
-    map_headers,
-)
-from app.imports.reader import FileProblem, SheetInfo, SheetReader, sniff
+from app.imports.parsing import ERROR, WARNING, ImportContext, Issue, Parsed, build_record
+from app.imports.reader import FileProblem, SheetInfo, sniff
+from app.imports.sources import Batch, open_source
 from app.models.user import User
 
 log = logging.getLogger(__name__)
@@ -151,43 +143,6 @@ async def _fail(side: AsyncConnection, job_id: int, reason: str) -> None:
 
 
 # ---- reading ---------------------------------------------------------------------------------
-
-
-@dataclass
-class Batch:
-    rows: list[Parsed]
-    read: int  # rows read so far (blank rows excluded)
-    progress: float
-
-
-class Batcher:
-    """Pulls rows off the sheet and parses them; runs in a worker thread, a batch at a time."""
-
-    def __init__(
-        self, rows: Iterator[tuple[int, list[Any]]], parser: RowParser, size: int, sheet: Any
-    ) -> None:
-        self.rows = rows
-        self.parser = parser
-        self.size = size
-        self.sheet = sheet
-        self.read = 0
-
-    def next(self) -> Batch | None:
-        batch: list[Parsed] = []
-        for number, cells in self.rows:
-            parsed = self.parser.parse(number, cells)
-            if parsed is None:
-                continue
-            self.read += 1
-            if parsed.ok:
-                parsed.record = build_record(parsed)
-                parsed.words = customer_service.record_search_words(parsed.record)
-            batch.append(parsed)
-            if len(batch) >= self.size:
-                break
-        if not batch:
-            return None
-        return Batch(batch, self.read, self.sheet.progress)
 
 
 async def load_context(session: AsyncSession, settings: Settings) -> ImportContext:
@@ -513,45 +468,32 @@ async def _stream(
     side: AsyncConnection,
     settings: Settings,
 ) -> int:
-    """Parse in a thread one batch ahead while the current batch is written."""
+    """Apply batches as the source parses them (one ahead, in a thread or a process)."""
     tally = applier.tally
-    with SheetReader(path, info) as sheet:
-        rows = sheet.rows()
-        header = await asyncio.to_thread(next, rows, None)
-        if header is None:
-            raise FileProblem("broken", "the file has no header row")
-        mapping = map_headers(header[1], ctx.custom_fields)
-        for name in mapping.unknown:
+    in_process = job["file_size"] >= settings.import_process_min_bytes
+    source = await open_source(path, info, ctx, settings.import_batch_rows, in_process=in_process)
+    try:
+        for name in source.mapping.unknown:
             applier.issue(Issue(None, name, None, "unknown column; ignored"))
-        if "name" not in mapping.fields.values():
+        if "name" not in source.mapping.fields.values():
             raise FileProblem("broken", "no 客户名称 (name) column")
-        batcher = Batcher(rows, RowParser(ctx, mapping), settings.import_batch_rows, sheet)
-        pending = asyncio.ensure_future(asyncio.to_thread(batcher.next))
         number = 0
-        try:
-            while True:
-                batch = await pending
-                if batch is None:
-                    break
-                pending = asyncio.ensure_future(asyncio.to_thread(batcher.next))
-                await applier.apply(batch)
-                number += 1
-                issues, tally.issues = tally.issues, []
-                await repo.copy_issues((await side.get_raw_connection()).driver_connection, issues)
-                percent = min(int(batch.progress * 99), 99)
-                await repo.progress(side, job["id"], tally.counts(batch.read, percent))
-                await side.commit()
-                if after_batch is not None:
-                    await after_batch(job["id"], number)
-        finally:
-            if not pending.done():
-                # The thread finishes its batch on its own; wait so the file closes after it.
-                with contextlib.suppress(BaseException):
-                    await asyncio.shield(pending)
-        issues, tally.issues = tally.issues, []
-        await repo.copy_issues((await side.get_raw_connection()).driver_connection, issues)
-        await side.commit()
-        return batcher.read
+        while (batch := await source.next()) is not None:
+            await applier.apply(batch)
+            number += 1
+            issues, tally.issues = tally.issues, []
+            await repo.copy_issues((await side.get_raw_connection()).driver_connection, issues)
+            percent = min(int(batch.progress * 99), 99)
+            await repo.progress(side, job["id"], tally.counts(batch.read, percent))
+            await side.commit()
+            if after_batch is not None:
+                await after_batch(job["id"], number)
+    finally:
+        await source.aclose()
+    issues, tally.issues = tally.issues, []
+    await repo.copy_issues((await side.get_raw_connection()).driver_connection, issues)
+    await side.commit()
+    return source.read
 
 
 __all__ = ["ERROR", "after_batch", "recover", "run_job", "shutdown", "start"]

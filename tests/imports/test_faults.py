@@ -60,6 +60,8 @@ async def test_wrong_type_broken_and_unsafe_files(client: httpx.AsyncClient, eng
     not_zip = b"this is not a workbook"
     await _problem(await upload(client, importer, not_zip, "a.xlsx"), 422, "invalid-file")
     await _problem(await upload(client, importer, b"", "empty.csv"), 422, "invalid-file")
+    broken_quote = b'\xe5\xae\xa2\xe6\x88\xb7\xe5\x90\x8d\xe7\xa7\xb0\n"' + b"x" * (2 * 1024 * 1024)
+    await _problem(await upload(client, importer, broken_quote), 422, "invalid-file")
     latin = "客户名称\n".encode("utf-16")  # neither UTF-8 nor GBK text
     await _problem(await upload(client, importer, latin, "utf16.csv"), 415, "unsupported-file-type")
     no_name = csv_bytes([["联系方式", "电子邮箱"], ["13800000000", "a@b.cn"]])
@@ -101,7 +103,7 @@ async def test_upload_over_the_limit_is_413(client: httpx.AsyncClient, engine: A
 
 
 async def test_crash_mid_import_applies_nothing(
-    client: httpx.AsyncClient, engine: AsyncEngine, small_batches: None
+    client: httpx.AsyncClient, engine: AsyncEngine, small_batches: None, parser_mode: str
 ):
     importer = await _importer(engine)
 
@@ -120,8 +122,17 @@ async def test_crash_mid_import_applies_nothing(
     assert await _count(engine) == 0  # 15 rows were written before the crash: none remain
 
 
+@pytest.fixture(params=["thread", "process"])
+def parser_mode(request: pytest.FixtureRequest) -> Iterator[str]:
+    settings = get_settings()
+    before = settings.import_process_min_bytes
+    settings.import_process_min_bytes = 0 if request.param == "process" else before
+    yield request.param
+    settings.import_process_min_bytes = before
+
+
 async def test_killed_job_is_resumed_without_duplicates(
-    client: httpx.AsyncClient, engine: AsyncEngine, small_batches: None
+    client: httpx.AsyncClient, engine: AsyncEngine, small_batches: None, parser_mode: str
 ):
     importer = await _importer(engine)
     stuck = asyncio.Event()
