@@ -27,11 +27,23 @@ def normalize_phone(raw: str, region: str = DEFAULT_REGION) -> str | None:
         return None
     if not phonenumbers.is_valid_number(parsed):
         return None
-    return str(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164))
+    e164 = str(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164))
+    # The search text needs the national digits of the number just normalized: keep them, so
+    # bulk writes parse each phone once.
+    if len(_NATIONAL) > 10_000:
+        _NATIONAL.clear()
+    _NATIONAL[e164] = str(parsed.national_number)
+    return e164
+
+
+_NATIONAL: dict[str, str] = {}
 
 
 def phone_search_digits(raw: str) -> str:
     """The digits a user would type to find this phone: national number without country code."""
+    known = _NATIONAL.get(raw)
+    if known is not None:
+        return known
     try:
         parsed = phonenumbers.parse(raw.strip(), DEFAULT_REGION)
     except phonenumbers.NumberParseException:
