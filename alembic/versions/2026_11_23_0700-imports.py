@@ -96,8 +96,7 @@ def upgrade() -> None:
         "CREATE FUNCTION crm_name_key(text) RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE "
         "AS $$ SELECT lower(regexp_replace(normalize($1, NFKC), '\\s+', '', 'g')) $$"
     )
-    # Not partial: a partial index on `deleted_at IS NULL` tempts the planner to use it for
-    # that condition alone while a bulk import's rows are missing from the statistics.
+    # Not partial: the import's lookup reads deleted customers too (and then skips them).
     op.execute("CREATE INDEX ix_customers_name_key ON customers (crm_name_key(name))")
 
     fields = sa.table(

@@ -42,8 +42,6 @@ class Settings(BaseSettings):
     # from the spooled file); XLSX files are zip archives and are checked before opening.
     import_spool_dir: Path = Path("var/imports")
     import_batch_rows: int = 5_000
-    # Files this large are parsed in a process of their own, beside the database writes.
-    import_process_min_bytes: int = 8 * 1024 * 1024
     import_max_unzipped_bytes: int = 2 * 1024 * 1024 * 1024
     import_max_zip_ratio: int = 250
     import_max_attempts: int = 3

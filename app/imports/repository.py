@@ -216,25 +216,33 @@ async def copy_issues(pg: Any, rows: Sequence[tuple[Any, ...]]) -> None:
 # ---- applying rows ---------------------------------------------------------------------------
 
 # First the code, then the normalized phone, then the email, then the same company name when
-# neither side has a phone or email that says otherwise. Deleted customers never match.
+# neither side has a phone or email that says otherwise. Deleted customers never match: they are
+# ordered last and their id dropped, rather than filtered with `deleted_at IS NULL` — that
+# condition lets the planner pick a partial index that scans every live row, which it does while a
+# big import's own rows are missing from the statistics (then each batch scans the whole table).
 _MATCH_SQL = """
 SELECT s.row_no, crm_name_key(s.name) AS name_key, by_code.id IS NOT NULL AS code_found,
-  COALESCE(
-    by_code.id,
-    (SELECT c.id FROM customers c WHERE c.phone = s.phone AND c.deleted_at IS NULL
-      ORDER BY c.id LIMIT 1),
-    (SELECT c.id FROM customers c WHERE c.email = s.email::citext AND c.deleted_at IS NULL
-      ORDER BY c.id LIMIT 1),
-    (SELECT c.id FROM customers c
-      WHERE crm_name_key(c.name) = crm_name_key(s.name) AND c.deleted_at IS NULL
-        AND (s.phone IS NULL OR c.phone IS NULL) AND (s.email IS NULL OR c.email IS NULL)
-      ORDER BY c.id LIMIT 1)
-  ) AS customer_id
+  COALESCE(by_code.id, by_phone.id, by_email.id, by_name.id) AS customer_id
 FROM unnest($1::int[], $2::text[], $3::text[], $4::text[], $5::text[])
   AS s(row_no, code, phone, email, name)
 LEFT JOIN LATERAL (
-  SELECT c.id FROM customers c WHERE c.code = s.code AND c.deleted_at IS NULL
+  SELECT CASE WHEN c.deleted_at IS NULL THEN c.id END AS id FROM customers c
+  WHERE c.code = s.code
 ) AS by_code ON true
+LEFT JOIN LATERAL (
+  SELECT CASE WHEN c.deleted_at IS NULL THEN c.id END AS id FROM customers c
+  WHERE c.phone = s.phone ORDER BY c.deleted_at IS NOT NULL, c.id LIMIT 1
+) AS by_phone ON true
+LEFT JOIN LATERAL (
+  SELECT CASE WHEN c.deleted_at IS NULL THEN c.id END AS id FROM customers c
+  WHERE c.email = s.email::citext ORDER BY c.deleted_at IS NOT NULL, c.id LIMIT 1
+) AS by_email ON true
+LEFT JOIN LATERAL (
+  SELECT CASE WHEN c.deleted_at IS NULL THEN c.id END AS id FROM customers c
+  WHERE crm_name_key(c.name) = crm_name_key(s.name)
+    AND (s.phone IS NULL OR c.phone IS NULL) AND (s.email IS NULL OR c.email IS NULL)
+  ORDER BY c.deleted_at IS NOT NULL, c.id LIMIT 1
+) AS by_name ON true
 """
 
 
@@ -246,19 +254,6 @@ async def match(
     cols = list(zip(*rows, strict=True)) if rows else [(), (), (), (), ()]
     records = await pg.fetch(_MATCH_SQL, *[list(c) for c in cols])
     return {r["row_no"]: (r["name_key"], r["customer_id"], r["code_found"]) for r in records}
-
-
-async def estimated_customers(pg: Any) -> int:
-    return max(
-        int(await pg.fetchval("SELECT reltuples FROM pg_class WHERE oid = 'customers'::regclass")),
-        0,
-    )
-
-
-async def analyze_customers(pg: Any) -> None:
-    """Statistics that include this transaction's own rows (ANALYZE counts them), so matching
-    keeps using the indexes while a big import grows the table."""
-    await pg.execute("ANALYZE customers")
 
 
 async def lock_customers(pg: Any, ids: Sequence[int]) -> dict[int, dict[str, Any]]:

@@ -1,14 +1,13 @@
-"""Where an import's parsed batches come from: a worker thread for small files, a process of its
-own for large ones. Parsing is CPU-bound Python; in its own process it runs beside the writes
-instead of taking turns with them for the GIL. Either way at most two batches are in memory."""
+"""Where an import's parsed batches come from: a worker thread that parses one batch ahead of the
+writes, so at most two batches are in memory.
+
+(A spawned parser process was tried: parsing is CPU-bound Python either way, and on this
+two-core machine it gained nothing measurable while adding seconds of start-up per job.)"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import multiprocessing
-import os
-import queue
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,108 +104,5 @@ class ThreadSource:
         self.sheet.__exit__(None, None, None)
 
 
-def _produce(
-    path: Path, info: SheetInfo, ctx: ImportContext, size: int, out: Any, parent: int
-) -> None:
-    """The parsing process: mapping first, then batches, then ("done", rows read)."""
-
-    def put(item: tuple[str, Any]) -> None:
-        while True:
-            try:
-                out.put(item, timeout=2)
-                return
-            except queue.Full:
-                if os.getppid() != parent:  # the service died: nobody will read this
-                    os._exit(0)
-
-    try:
-        sheet, rows, mapping = _open(path, info, ctx)
-        put(("mapping", mapping))
-        with sheet:
-            batcher = Batcher(rows, RowParser(ctx, mapping), size, sheet)
-            while (batch := batcher.next()) is not None:
-                put(("batch", batch))
-        put(("done", batcher.read))
-    except FileProblem as exc:
-        put(("problem", (exc.kind, exc.message)))
-    except Exception as exc:
-        put(("error", f"{type(exc).__name__}: {exc}"))
-
-
-class ProcessSource:
-    """Parses in a spawned process; a bounded queue keeps it at most two batches ahead."""
-
-    def __init__(self, process: Any, out: Any) -> None:
-        self.process = process
-        self.out = out
-        self.mapping: Mapping
-        self.read = 0
-
-    @classmethod
-    async def open(
-        cls, path: Path, info: SheetInfo, ctx: ImportContext, size: int
-    ) -> ProcessSource:
-        mp = multiprocessing.get_context("spawn")
-        out = mp.Queue(maxsize=2)
-        process = mp.Process(
-            target=_produce,
-            args=(path, info, ctx, size, out, os.getpid()),
-            name="crm-import-parser",
-            daemon=True,
-        )
-        await asyncio.to_thread(process.start)
-        source = cls(process, out)
-        try:
-            kind, value = await source._get()
-            if kind != "mapping":
-                source._raise(kind, value)
-            source.mapping = value
-        except BaseException:
-            await source.aclose()
-            raise
-        return source
-
-    def _take(self) -> tuple[str, Any]:
-        while True:
-            try:
-                item: tuple[str, Any] = self.out.get(timeout=1)
-                return item
-            except queue.Empty:
-                if not self.process.is_alive():
-                    return ("error", f"the parser process exited ({self.process.exitcode})")
-
-    async def _get(self) -> tuple[str, Any]:
-        return await asyncio.to_thread(self._take)
-
-    @staticmethod
-    def _raise(kind: str, value: Any) -> None:
-        if kind == "problem":
-            raise FileProblem(*value)
-        raise RuntimeError(f"import parser failed: {value}")
-
-    async def next(self) -> Batch | None:
-        kind, value = await self._get()
-        if kind == "batch":
-            batch: Batch = value
-            self.read = batch.read
-            return batch
-        if kind == "done":
-            self.read = int(value)
-            return None
-        self._raise(kind, value)
-        return None
-
-    async def aclose(self) -> None:
-        if self.process.is_alive():
-            self.process.terminate()
-        await asyncio.to_thread(self.process.join, 5)
-        self.out.close()
-        self.out.cancel_join_thread()
-
-
-async def open_source(
-    path: Path, info: SheetInfo, ctx: ImportContext, size: int, *, in_process: bool
-) -> ThreadSource | ProcessSource:
-    if in_process:
-        return await ProcessSource.open(path, info, ctx, size)
+async def open_source(path: Path, info: SheetInfo, ctx: ImportContext, size: int) -> ThreadSource:
     return await ThreadSource.open(path, info, ctx, size)

@@ -252,9 +252,6 @@ class Applier:
         self.tally = tally
         self.policy = job["duplicate_policy"]
         self.actor = job["created_by"]
-        self.inserted = 0
-        self.known_rows = -1  # the table size the planner's statistics know of
-        self.base_rows = 0
 
     def issue(self, i: Issue) -> None:
         if i.level == WARNING:
@@ -276,7 +273,6 @@ class Applier:
             (p.row_no, p.code, p.values.get("phone"), p.values.get("email"), p.values["name"])
             for p in good
         ]
-        await self._fresh_statistics()
         matches = await repo.match(self.pg, keys)
         new, updates = self._plan(good, matches)
         if updates:
@@ -288,17 +284,6 @@ class Applier:
             rows = await asyncio.to_thread(self._new_rows, new, first)
             await repo.copy_customers(self.pg, rows)
             self.tally.imported += len(new)
-            self.inserted += len(new)
-
-    async def _fresh_statistics(self) -> None:
-        """Re-analyze whenever this job has grown the table by half since the planner last
-        looked; otherwise a table that "looks empty" is scanned once per row (quadratic)."""
-        if self.known_rows < 0:
-            self.known_rows = await repo.estimated_customers(self.pg)
-            self.base_rows = self.known_rows
-        if self.inserted and self.base_rows + self.inserted > 1.5 * max(self.known_rows, 1000):
-            await repo.analyze_customers(self.pg)
-            self.known_rows = self.base_rows + self.inserted
 
     def _plan(
         self, good: list[Parsed], matches: dict[int, tuple[str, int | None, bool]]
@@ -468,10 +453,9 @@ async def _stream(
     side: AsyncConnection,
     settings: Settings,
 ) -> int:
-    """Apply batches as the source parses them (one ahead, in a thread or a process)."""
+    """Apply batches as the source parses them (one batch ahead, in a thread)."""
     tally = applier.tally
-    in_process = job["file_size"] >= settings.import_process_min_bytes
-    source = await open_source(path, info, ctx, settings.import_batch_rows, in_process=in_process)
+    source = await open_source(path, info, ctx, settings.import_batch_rows)
     try:
         for name in source.mapping.unknown:
             applier.issue(Issue(None, name, None, "unknown column; ignored"))

@@ -103,7 +103,7 @@ async def test_upload_over_the_limit_is_413(client: httpx.AsyncClient, engine: A
 
 
 async def test_crash_mid_import_applies_nothing(
-    client: httpx.AsyncClient, engine: AsyncEngine, small_batches: None, parser_mode: str
+    client: httpx.AsyncClient, engine: AsyncEngine, small_batches: None
 ):
     importer = await _importer(engine)
 
@@ -122,17 +122,8 @@ async def test_crash_mid_import_applies_nothing(
     assert await _count(engine) == 0  # 15 rows were written before the crash: none remain
 
 
-@pytest.fixture(params=["thread", "process"])
-def parser_mode(request: pytest.FixtureRequest) -> Iterator[str]:
-    settings = get_settings()
-    before = settings.import_process_min_bytes
-    settings.import_process_min_bytes = 0 if request.param == "process" else before
-    yield request.param
-    settings.import_process_min_bytes = before
-
-
 async def test_killed_job_is_resumed_without_duplicates(
-    client: httpx.AsyncClient, engine: AsyncEngine, small_batches: None, parser_mode: str
+    client: httpx.AsyncClient, engine: AsyncEngine, small_batches: None
 ):
     importer = await _importer(engine)
     stuck = asyncio.Event()

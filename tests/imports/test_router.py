@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
 import httpx
 import openpyxl
-import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.auth.permissions import Role
-from app.core.config import get_settings
 from tests.factories import make_customer, make_user
 from tests.imports.helpers import TEMPLATE, csv_bytes, run_import, upload
 
@@ -106,19 +103,7 @@ async def _count(engine: AsyncEngine, table: str) -> int:
         return int(await conn.scalar(text(f"SELECT count(*) FROM {table}")) or 0)
 
 
-@pytest.fixture(params=["thread", "process"])
-def parser_mode(request: pytest.FixtureRequest) -> Iterator[str]:
-    """Small files are parsed in a thread, large ones in a process: run both."""
-    settings = get_settings()
-    before = settings.import_process_min_bytes
-    settings.import_process_min_bytes = 0 if request.param == "process" else before
-    yield request.param
-    settings.import_process_min_bytes = before
-
-
-async def test_messy_template_sheet(
-    client: httpx.AsyncClient, engine: AsyncEngine, parser_mode: str
-):
+async def test_messy_template_sheet(client: httpx.AsyncClient, engine: AsyncEngine):
     importer, rep = await _setup(engine)
     job = await run_import(client, importer, csv_bytes(MESSY))
     assert job["status"] == "succeeded", job
