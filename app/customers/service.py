@@ -30,7 +30,7 @@ from app.customers.schemas import CustomerCreate, CustomerFilter, CustomerUpdate
 from app.models.customer import SourceChannel
 
 # Fields whose values are personal data: masked for callers without pii:read, and in audit rows.
-PII_FIELDS = ("phone", "email")
+PII_FIELDS = ("phone", "raw_phone", "email")
 NOT_FOUND = ("Customer not found.", "客户不存在。")
 
 
