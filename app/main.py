@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
+from sqlalchemy.exc import DBAPIError
 
 from app.audit.router import router as audit_router
 from app.auth.router import router as auth_router
@@ -28,6 +30,7 @@ from app.ops.router import router as ops_router
 from app.reports.router import router as reports_router
 
 API_PREFIX = "/api/v1"
+log = logging.getLogger(__name__)
 
 
 # Every feature router, mounted under API_PREFIX; ops routes are mounted at the root.
@@ -66,7 +69,11 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
         app.state.engine = engine
         app.state.sessionmaker = build_sessionmaker(engine)
         # Imports left unfinished by a stopped or dead process resume here (or fail cleanly).
-        await import_worker.recover(engine)
+        try:
+            await import_worker.recover(engine)
+        except (OSError, DBAPIError):
+            # The database is down: start anyway; the next start (any instance) resumes them.
+            log.warning("unfinished imports not resumed: database unavailable")
         try:
             yield
         finally:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import orjson
 from sqlalchemy import ColumnElement
@@ -20,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.audit import service as audit
 from app.auth.principal import Principal
+from app.core.config import get_settings
 from app.customers import enums
 from app.customers import repository as customer_repo
 from app.customers import service as customer_service
@@ -41,6 +43,7 @@ class ExportPlan:
     owners: dict[int, str]
     count: int
     now: datetime
+    tz: ZoneInfo
 
     def header(self) -> list[str]:
         names = [c.zh if self.chinese else c.field for c in COLUMNS]
@@ -92,15 +95,18 @@ async def prepare(
         owners=await repo.owner_emails(session),
         count=count,
         now=now,
+        tz=ZoneInfo(get_settings().timezone),
     )
 
 
-def _text(value: Any) -> str:
+def _text(value: Any, tz: ZoneInfo) -> str:
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, datetime | date):
+    if isinstance(value, datetime):
+        return value.astimezone(tz).isoformat()  # the business's clock, offset included
+    if isinstance(value, date):
         return value.isoformat()
     return str(value)
 
@@ -139,9 +145,9 @@ def row_cells(public: dict[str, Any], plan: ExportPlan) -> list[str]:
             value = public.get(f)
             if zh and col.enum and value is not None:
                 value = enums.ENUMS[col.enum].get(value, value)
-        out.append(escape_cell(_text(value)))
+        out.append(escape_cell(_text(value, plan.tz)))
     custom = public["custom"] or {}
-    out += [escape_cell(_text(custom.get(key))) for key, _ in plan.custom_fields]
+    out += [escape_cell(_text(custom.get(key), plan.tz)) for key, _ in plan.custom_fields]
     return out
 
 
