@@ -37,7 +37,7 @@ from sqlalchemy.dialects.postgresql import (
     aggregate_order_by,
     insert,
 )
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.auth.principal import Principal
 from app.models.customer import Customer, CustomerCodeCounter, CustomField, SourceChannel
@@ -83,6 +83,7 @@ READ_COLUMNS = [
     C.name,
     C.contacts,
     C.phone,
+    C.raw_phone,
     C.email,
     C.industry,
     C.province,
@@ -203,18 +204,27 @@ async def lock_for_update(
     return dict(row) if row else None
 
 
+def format_code(day: date, number: int) -> str:
+    return f"C{day:%Y%m%d}{number:03d}"
+
+
 async def next_code(session: AsyncSession, day: date) -> str:
     """Take the next per-day number. The counter row stays locked until commit: gap-free."""
-    value = await session.scalar(
+    return format_code(day, await reserve_codes(session, day, 1))
+
+
+async def reserve_codes(session: AsyncSession | AsyncConnection, day: date, count: int) -> int:
+    """Take `count` consecutive numbers of `day` with one statement; returns the first."""
+    last = await session.scalar(
         text(
-            "INSERT INTO customer_code_counters (day, last_value) VALUES (:day, 1) "
-            "ON CONFLICT (day) DO UPDATE SET last_value = customer_code_counters.last_value + 1 "
-            "RETURNING last_value"
+            "INSERT INTO customer_code_counters (day, last_value) VALUES (:day, :n) "
+            "ON CONFLICT (day) DO UPDATE "
+            "SET last_value = customer_code_counters.last_value + :n RETURNING last_value"
         ),
-        {"day": day},
+        {"day": day, "n": count},
     )
-    assert value is not None
-    return f"C{day:%Y%m%d}{int(value):03d}"
+    assert last is not None
+    return int(last) - count + 1
 
 
 # A new customer has no tags yet (and INSERT ... RETURNING cannot correlate the subquery).
@@ -354,6 +364,7 @@ class SourceDef(NamedTuple):
 
 class FieldDef(NamedTuple):
     key: str
+    label: str
     type: str
     options: list[str]
     required: bool
@@ -398,6 +409,7 @@ async def custom_fields(session: AsyncSession, *, include_retired: bool = False)
         rows = await session.execute(
             select(
                 CustomField.key,
+                CustomField.label,
                 CustomField.type,
                 CustomField.options,
                 CustomField.required,
@@ -405,7 +417,7 @@ async def custom_fields(session: AsyncSession, *, include_retired: bool = False)
             ).order_by(CustomField.id)
         )
         return [
-            FieldDef(r.key, r.type, list(r.options), r.required, r.retired_at is not None)
+            FieldDef(r.key, r.label, r.type, list(r.options), r.required, r.retired_at is not None)
             for r in rows
         ]
 
@@ -578,6 +590,30 @@ def _visibility(principal: Principal, filters: dict[str, Any]) -> ColumnElement[
     return readable(principal)
 
 
+def list_conditions(
+    principal: Principal,
+    filters: dict[str, Any],
+    now: datetime,
+    extra: list[ColumnElement[bool]] | None = None,
+    *,
+    fuzzy: bool = False,
+) -> tuple[list[ColumnElement[bool]], Any]:
+    """The WHERE of a filtered list the caller may see, and the search score when `q` is set."""
+    conds = [
+        _visibility(principal, filters),
+        *filter_conditions(filters, principal, now),
+        *(extra or []),
+    ]
+    score = None
+    if filters.get("q"):
+        from app.customers.normalize import query_forms
+
+        text_q, digits = query_forms(filters["q"])
+        cond, score = search_condition(text_q, digits, fuzzy=fuzzy)
+        conds.append(cond)
+    return conds, score
+
+
 def list_statement(
     principal: Principal,
     filters: dict[str, Any],
@@ -589,19 +625,7 @@ def list_statement(
     extra: list[ColumnElement[bool]] | None = None,
     fuzzy: bool = False,
 ) -> Select[Any]:
-    conds = [
-        _visibility(principal, filters),
-        *filter_conditions(filters, principal, now),
-        *(extra or []),
-    ]
-    q = filters.get("q")
-    score = None
-    if q:
-        from app.customers.normalize import query_forms
-
-        text_q, digits = query_forms(q)
-        cond, score = search_condition(text_q, digits, fuzzy=fuzzy)
-        conds.append(cond)
+    conds, score = list_conditions(principal, filters, now, extra, fuzzy=fuzzy)
     if sort == "relevance":
         if score is None:
             sort = "-created_at"
