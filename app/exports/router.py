@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from app.auth.dependencies import require
@@ -14,6 +14,7 @@ from app.core.db import SessionDep
 from app.customers.dependencies import filter_from_query, filter_query_docs
 from app.customers.schemas import CustomerFilter
 from app.exports import service
+from app.saved_segments import service as saved_segments
 
 router = APIRouter(prefix="/exports", tags=["exports"])
 
@@ -37,8 +38,13 @@ async def export_customers(
     filters: Annotated[CustomerFilter, Depends(filter_from_query)],
     format: Literal["csv", "xlsx"] = "csv",
     headers: Literal["en", "zh"] = "en",
+    segment_id: Annotated[
+        int | None, Query(description="Export a saved segment's members (your visible ones)")
+    ] = None,
 ) -> Response:
     """Export the customers you may see (same filters as the list) as CSV or XLSX; audited."""
+    if segment_id is not None:
+        filters = await saved_segments.filter_of(session, principal, segment_id)
     plan = await service.prepare(session, principal, filters, fmt=format, chinese=headers == "zh")
     engine = request.app.state.engine
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")

@@ -187,3 +187,23 @@ async def test_exports_are_audited_with_filter_and_count(
         "format": "xlsx",
         "headers": "en",
     }
+
+
+async def test_export_a_saved_segment(client: httpx.AsyncClient, engine: AsyncEngine):
+    from tests.factories import make_customer
+
+    m = await make_user(engine, role=Role.manager)
+    await make_customer(client, m, name="甲方", cooperation_status="active")
+    await make_customer(client, m, name="乙方")
+    seg = await client.post(
+        "/api/v1/segments",
+        json={"name": "合作中", "filter": {"status": ["active"]}, "shared": True},
+        headers=m.headers,
+    )
+    assert seg.status_code == 201, seg.text
+    r = await client.get(URL, params={"segment_id": seg.json()["id"]}, headers=m.headers)
+    assert r.status_code == 200 and r.headers["x-total-count"] == "1"
+    assert "甲方" in r.content.decode("utf-8-sig") and "乙方" not in r.content.decode("utf-8-sig")
+    rep = await make_user(engine)
+    hidden = await client.get(URL, params={"segment_id": 999999}, headers=rep.headers)
+    assert hidden.status_code == 422 and hidden.json()["errors"][0]["field"] == "segment_id"
