@@ -15,7 +15,24 @@ from app.imports.parsing import ImportContext, RowParser, map_headers, parse_amo
 
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
-TEMPLATE = ["客户编号", "客户名称", "联系人", "联系方式", "电子邮箱", "所属行业", "客户来源", "核心需求", "客户规模", "最近跟进日期", "跟进人", "客户类型", "合作状态", "合作产品", "合同金额", "客户标签"]
+TEMPLATE = [
+    "客户编号",
+    "客户名称",
+    "联系人",
+    "联系方式",
+    "电子邮箱",
+    "所属行业",
+    "客户来源",
+    "核心需求",
+    "客户规模",
+    "最近跟进日期",
+    "跟进人",
+    "客户类型",
+    "合作状态",
+    "合作产品",
+    "合同金额",
+    "客户标签",
+]
 
 
 @FAST
