@@ -691,7 +691,8 @@ async def _page(
         extra=extra,
         fuzzy=fuzzy,
     )
-    return list((await session.execute(stmt)).mappings().all())
+    conn = await session.connection()  # Core execution: no ORM machinery on the hot path
+    return list((await conn.execute(stmt)).mappings().all())
 
 
 async def list_customers(
