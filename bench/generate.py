@@ -737,8 +737,8 @@ async def verify_sample(conn: asyncpg.Connection, layout: Layout, size: int = 20
     from app.customers import service
     from app.customers.normalize import normalize_phone
 
-    # The service's own builder (public as search_text_of since the customers rework).
-    search_text_of = getattr(service, "search_text_of", None) or service._search_text
+    # The service's own builder.
+    search_text_of = service.record_search_text
 
     rows = await conn.fetch(
         "SELECT code, name, contacts, phone, email, search_text FROM customers "

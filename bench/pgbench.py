@@ -24,6 +24,7 @@ from uuid import UUID
 from bench.plan import Endpoint, Slot, Step
 
 CODE_SQL = "('C' || :codenum)"
+RETURNED_CODE_SQL = "(SELECT code FROM customers WHERE id = :new_id)"
 
 
 def find_pgbench() -> str | None:
@@ -87,6 +88,7 @@ CREATE_CODENUM = (
 def script(steps: list[Step], prefix: str, defines: dict[str, str]) -> str:
     """A pgbench script for one recorded request; arguments go into `defines` (-D)."""
     out: list[str] = []
+    returned_code = False
     for si, step in enumerate(steps):
         if step.kind == "control":
             out.append(step.sql.strip().rstrip(";") + ";")
@@ -98,7 +100,7 @@ def script(steps: list[Step], prefix: str, defines: dict[str, str]) -> str:
         for k in range(len(step.args), 0, -1):
             arg = step.args[k - 1]
             if isinstance(arg, Slot):
-                replacement = CODE_SQL
+                replacement = RETURNED_CODE_SQL if returned_code else CODE_SQL
             elif arg is None:
                 replacement = "NULL"
             elif arg == "":
@@ -108,7 +110,13 @@ def script(steps: list[Step], prefix: str, defines: dict[str, str]) -> str:
                 defines[name] = pg_text(arg)
                 replacement = ":" + name
             sql = re.sub(rf"\${k}(?!\d)", _literal(replacement), sql)
-        if step.code_day is not None:
+        if step.code_day is not None and step.code_day.startswith("@"):
+            # Take the number and insert at once; keep only the new id for later statements,
+            # which then read the code back by primary key.
+            sql = re.sub(r"RETURNING .*$", "RETURNING customers.id AS new_id", sql, flags=re.S)
+            out.append(sql + " \\gset")
+            returned_code = True
+        elif step.code_day is not None:
             out.append(sql + " \\gset")
             out.append(CREATE_CODENUM.format(ymd=step.code_day))
         else:

@@ -37,7 +37,7 @@ class Endpoint:
     name: str
     method: str
     variants: list[list[Step]]
-    result_step: int  # the step whose rows form the response body
+    result_step: int  # the step whose rows form the response body; -1: each variant's last
     single: bool  # the response is one object (get, create), else a page
 
 

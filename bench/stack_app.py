@@ -93,10 +93,12 @@ class StackApp:
                 else:
                     args = [code if isinstance(a, Slot) else a for a in step.args]
                     result = await conn.fetch(step.sql, *args)
-                    if step.code_day is not None:
+                    if step.code_day is not None and step.code_day.startswith("@"):
+                        code = result[0]["code"]
+                    elif step.code_day is not None:
                         code = code_from_number(step.code_day, result[0][0])
-                    if i == endpoint.result_step:
-                        rows = result
+                    if i == endpoint.result_step or endpoint.result_step == -1:
+                        rows = result  # -1: each variant answers with its last statement
         if endpoint.single:
             return orjson.dumps(dict(rows[0]), default=_default) if rows else None
         items = [dict(r) for r in rows]
