@@ -31,6 +31,7 @@ from app.customers.normalize import mask_email, mask_name, mask_phone, mask_text
 from app.customers.schemas import CustomerCreate, CustomerFilter, CustomerUpdate
 from app.identity import repository as identity_repo
 from app.identity.names import name_key
+from app.models.customer import SourceChannel
 from app.privacy import sensitive
 from app.segments import repository as segments_repo
 
@@ -203,14 +204,31 @@ async def require_writable(session: AsyncSession, principal: Principal, code: st
 # ---- validation ------------------------------------------------------------------------------
 
 
-async def _resolve_source(session: AsyncSession, value: str) -> str:
-    channels = await repo.source_channels(session)
+async def source_channels(session: AsyncSession) -> list[SourceChannel]:
+    """Every source channel (active or retired), by code."""
+    return await repo.source_channels(session)
+
+
+def _match_source(channels: list[SourceChannel], value: str) -> str | None:
     key = value.strip().lower()
     for ch in channels:
         if not ch.active:
             continue
         if key == ch.code or key == ch.label.lower() or key in (a.lower() for a in ch.aliases):
             return ch.code
+    return None
+
+
+async def resolve_source(session: AsyncSession, value: str) -> str | None:
+    """The active source channel named by a code, label or alias; None when none is."""
+    return _match_source(await repo.source_channels(session), value)
+
+
+async def _resolve_source(session: AsyncSession, value: str) -> str:
+    channels = await repo.source_channels(session)
+    code = _match_source(channels, value)
+    if code is not None:
+        return code
     allowed = ", ".join(f"{c.code} ({c.label})" for c in channels if c.active)
     raise ValidationFailed(errors=[field_error("source", f"must be one of: {allowed}", "enum")])
 

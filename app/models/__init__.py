@@ -11,6 +11,8 @@ from app.models.customer import (
 )
 from app.models.identity import CustomerMerge, DuplicateCandidate, WebhookInbox, WebhookSource
 from app.models.interaction import Interaction, Task
+from app.models.prediction import PredictionFit
+from app.models.report import ChannelCost
 from app.models.saved_segment import SavedSegment
 from app.models.segment import SegmentRuleSet, SegmentSweep, TierChange
 from app.models.tag import CustomerTag, Tag, TagCategory
@@ -18,6 +20,7 @@ from app.models.user import LoginFailure, RefreshToken, ServiceAccount, User
 
 __all__ = [
     "AuditLog",
+    "ChannelCost",
     "Consent",
     "CustomField",
     "Customer",
@@ -28,6 +31,7 @@ __all__ = [
     "IdempotencyKey",
     "Interaction",
     "LoginFailure",
+    "PredictionFit",
     "RefreshToken",
     "SavedSegment",
     "SegmentRuleSet",
