@@ -27,23 +27,24 @@ _CREATE_HISTORIES = text(
         x integer NOT NULL,
         t_x integer NOT NULL,
         t integer NOT NULL,
-        last_purchase_at timestamptz NOT NULL
+        -- When its newest purchase was recorded (or last changed).
+        purchase_recorded_at timestamptz NOT NULL
     ) ON COMMIT DROP
     """
 )
 
 _FILL_HISTORIES = text(
     """
-    INSERT INTO purchase_histories (customer_id, x, t_x, t, last_purchase_at)
+    INSERT INTO purchase_histories (customer_id, x, t_x, t, purchase_recorded_at)
     SELECT d.customer_id,
            count(*) - 1,
            max(d.day) - min(d.day),
            CAST(:through AS date) - min(d.day),
-           max(d.last_at)
+           max(d.recorded_at)
       FROM (
         SELECT i.customer_id,
                (i.occurred_at AT TIME ZONE CAST(:tz AS text))::date AS day,
-               max(i.occurred_at) AS last_at
+               max(i.updated_at) AS recorded_at
           FROM interactions i
           JOIN customers c ON c.id = i.customer_id AND c.deleted_at IS NULL
          WHERE i.kind = 'purchase'
@@ -109,7 +110,7 @@ _APPLY = text(
                AS u (x, t_x, t, p_alive, expected)
     ),
     target AS (
-        SELECT c.id, h.last_purchase_at, pred.p_alive, pred.expected
+        SELECT c.id, h.purchase_recorded_at, pred.p_alive, pred.expected
           FROM customers c
           LEFT JOIN purchase_histories h ON h.customer_id = c.id
           LEFT JOIN pred ON pred.x = h.x AND pred.t_x = h.t_x AND pred.t = h.t
@@ -123,10 +124,10 @@ _APPLY = text(
           FROM target t
          WHERE c.id = t.id
            -- Also restamp a prediction that did not change but now accounts for a purchase
-           -- made after it (a second purchase on the same day): the value-tier rule trusts
-           -- a prediction only when it is at least as new as the last purchase.
+           -- recorded after it (a second purchase on the same day): the value-tier rule
+           -- trusts a prediction only when it is newer than every purchase record.
            AND ((c.p_alive, c.expected_purchases_90d) IS DISTINCT FROM (t.p_alive, t.expected)
-                OR c.prediction_at < t.last_purchase_at)
+                OR c.prediction_at < t.purchase_recorded_at)
         RETURNING 1
     )
     SELECT count(*) FROM upd

@@ -71,6 +71,7 @@ agg AS (
     SELECT i.customer_id,
            max(i.occurred_at) AS last_at,
            max(i.occurred_at) FILTER (WHERE i.kind = 'purchase') AS last_purchase_at,
+           max(i.updated_at) FILTER (WHERE i.kind = 'purchase') AS purchase_recorded_at,
            count(*) FILTER (WHERE i.kind = 'purchase') AS deals,
            coalesce(sum(i.amount) FILTER (
                WHERE i.kind = 'purchase' AND i.occurred_at >= (SELECT hv_since FROM r)), 0)
@@ -106,9 +107,10 @@ base AS (
            c.p_alive,
            c.expected_purchases_90d,
            c.prediction_at,
-           -- The sweep's prediction counts only once it has seen the last purchase: right
-           -- after a deal the stored probability is stale, and the customer plainly alive.
-           (c.prediction_at >= a.last_purchase_at) AS prediction_current
+           -- The sweep's prediction counts only once it has seen every purchase (by when it
+           -- was recorded, not when it happened: deals are entered late): right after a deal
+           -- the stored probability is stale, and the customer plainly alive.
+           (c.prediction_at >= a.purchase_recorded_at) AS prediction_current
       FROM customers c
       LEFT JOIN agg a ON a.customer_id = c.id
      WHERE c.deleted_at IS NULL /*customer_scope*/
