@@ -11,6 +11,7 @@ from fastapi import Query, Request
 
 from app.core.config import get_settings
 from app.core.errors import ValidationFailed, field_error
+from app.reporting.schemas import MONTH_PATTERN, WEEK_PATTERN
 
 # Reports cover the years a CRM can hold; outside them date arithmetic would overflow.
 MIN_YEAR, MAX_YEAR = 1970, 2999
@@ -113,14 +114,14 @@ def date_window(date_from: date | None, date_to: date | None, zone: ZoneInfo) ->
 WeekParam = Annotated[
     str | None,
     Query(
-        pattern=r"^[0-9]{4}-W[0-9]{2}$",
+        pattern=WEEK_PATTERN,
         description="ISO week, e.g. 2026-W47 (Monday to Sunday); default: the week in progress",
     ),
 ]
 MonthParam = Annotated[
     str | None,
     Query(
-        pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$",
+        pattern=MONTH_PATTERN,
         description="e.g. 2026-11; default: the month in progress",
     ),
 ]

@@ -23,6 +23,7 @@ from app.reporting.dependencies import (
     week_window,
 )
 from app.reporting.schemas import (
+    MONTH_PATTERN,
     ChannelCostList,
     ChannelCostsUpdate,
     MonthlyReport,
@@ -122,7 +123,7 @@ async def get_channel_costs(
     _: Reader,
     month: Annotated[
         str | None,
-        Query(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$", description="e.g. 2026-11; default: all"),
+        Query(pattern=MONTH_PATTERN, description="e.g. 2026-11; default: all"),
     ] = None,
 ) -> Any:
     """Acquisition cost per source channel and month (every month when none is given)."""

@@ -17,6 +17,11 @@ from app.customers.schemas import Money
 
 Rate = Annotated[float, Field(ge=0, le=1)] | None
 
+# Periods lie in the years 1970-2999: beyond them date arithmetic would overflow.
+_YEAR = r"(19[7-9][0-9]|2[0-9]{3})"
+MONTH_PATTERN = rf"^{_YEAR}-(0[1-9]|1[0-2])$"
+WEEK_PATTERN = rf"^{_YEAR}-W(0[1-9]|[1-4][0-9]|5[0-3])$"
+
 
 class Period(BaseModel):
     start: datetime | None = Field(description="Inclusive")
@@ -235,7 +240,7 @@ class MonthlyReport(BaseModel):
 
 # ---- channel costs (an admin input) ----------------------------------------------------------
 
-MonthText = Annotated[str, Field(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$", examples=["2026-11"])]
+MonthText = Annotated[str, Field(pattern=MONTH_PATTERN, examples=["2026-11"])]
 
 
 class ChannelCostIn(BaseModel):
