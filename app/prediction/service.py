@@ -50,6 +50,7 @@ def fit_view(fit: PredictionFit | None) -> dict[str, Any] | None:
         "log_likelihood": fit.log_likelihood,
         "customers": fit.customers,
         "converged": fit.converged,
+        "duration_ms": fit.duration_ms,
     }
 
 
@@ -89,6 +90,7 @@ def _enough(groups: dict[str, list[int]]) -> bool:
 async def refresh(session: AsyncSession, *, cause: str, tz: str) -> dict[str, Any]:
     """Refit when due, then store every live customer's prediction (in the caller's
     transaction; the sweep holds its lock)."""
+    started = time.perf_counter()
     today = await repo.local_today(session, tz)
     await repo.build_histories(session, through=today, tz=tz)
     groups = await repo.history_groups(session)
@@ -130,7 +132,12 @@ async def refresh(session: AsyncSession, *, cause: str, tz: str) -> dict[str, An
     else:
         alive = expected = [None] * len(groups["x"])
     changed = await repo.apply_predictions(session, groups, alive, expected)
-    return {"refitted": refitted, "model": fit_view(in_force), "customers_changed": changed}
+    return {
+        "refitted": refitted,
+        "model": fit_view(in_force),
+        "customers_changed": changed,
+        "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+    }
 
 
 async def model_in_force(session: AsyncSession) -> PredictionFit | None:

@@ -22,12 +22,14 @@ class PredictionModel(BaseModel):
     log_likelihood: float
     customers: int
     converged: bool
+    duration_ms: float = Field(description="Time the fit itself took")
 
 
 class PredictionSweep(BaseModel):
     refitted: bool = Field(description="Whether this sweep refitted the model")
     model: PredictionModel | None = Field(description="The model in force (null: none yet)")
     customers_changed: int
+    duration_ms: float = Field(description="Histories, fit and predictions, all told")
 
 
 class SweepResult(BaseModel):
