@@ -27,6 +27,7 @@ from app.prediction import repository as repo
 log = logging.getLogger(__name__)
 
 HORIZON_DAYS = 90
+STORED_DIGITS = 2
 # Below this the likelihood is too flat for stable estimates: keep the model in force.
 MIN_CUSTOMERS = 30
 MIN_REPEAT_CUSTOMERS = 5
@@ -74,11 +75,15 @@ def _predict(
         alive = bgnbd.p_alive(params, x, t_x, t)
         expected = bgnbd.expected_purchases(params, HORIZON_DAYS, x, t_x, t)
 
-    # Rounded, so that a refit that moves the parameters by a hair rewrites few rows.
-    def clean(values: Any, digits: int) -> list[float | None]:
-        return [round(float(v), digits) if math.isfinite(v) and v >= 0 else None for v in values]
+    # Two decimals are all any decision needs, and they keep the daily rewrite small: T grows
+    # by a day for every buyer, which moves six-decimal values for all of them but two-decimal
+    # ones for about a fifth (measured on simulated CDNOW-like bases).
+    def clean(values: Any) -> list[float | None]:
+        return [
+            round(float(v), STORED_DIGITS) if math.isfinite(v) and v >= 0 else None for v in values
+        ]
 
-    return clean(alive, 6), clean(expected, 4)
+    return clean(alive), clean(expected)
 
 
 def _enough(groups: dict[str, list[int]]) -> bool:

@@ -173,7 +173,7 @@ DETAIL_COLUMNS = """
                     '%s unresolved complaint(s)', k.unresolved)
                 WHEN 'low_p_alive' THEN format(
                     'probability alive %s (rule: below %s)',
-                    round(CAST(k.p_alive AS numeric), 3), k.churn_p_alive)
+                    round(CAST(k.p_alive AS numeric), 2), k.churn_p_alive)
                 WHEN 'purchase_amount' THEN format(
                     'purchases of %s CNY in %s days (rule: at least %s)',
                     k.hv_sum, k.hv_days, k.hv_amount)

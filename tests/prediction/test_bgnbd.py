@@ -105,6 +105,31 @@ def test_a_daily_buyer_stays_finite():
     assert value[0] == pytest.approx(90 * 700 / 730, rel=0.1)
 
 
+def test_series_fallback_agrees_with_scipy():
+    p = bgnbd.Params(r=0.8, alpha=40.0, a=0.6, b=2.5)
+    x = np.array([0.0, 1, 5, 20, 100])
+    T = np.array([5.0, 50, 100, 300, 310])
+    np.testing.assert_allclose(
+        bgnbd._hyp_by_series(p, 90, x, T),
+        special.hyp2f1(p.r + x, p.a - 1, p.a + p.b + x - 1, -90 / (p.alpha + T)),
+        rtol=1e-12,
+    )
+
+
+def test_a_base_of_alike_customers_still_fits():
+    """Everyone buys at one rate and nobody leaves: the maximum lies at infinity (r, alpha
+    and b grow without bound), the search ends on a ridge, and the fit is still usable."""
+    alike = bgnbd.Params(r=1e6, alpha=1e6 * 400, a=1e-3, b=1e3)
+    x, t_x, T = simulate(50_000, alike, 730, seed=1)
+    data, _ = bgnbd.collapse(x, t_x, T)
+    fit = bgnbd.fit(data)
+    assert fit.converged, fit.message
+    assert fit.params.r / fit.params.alpha == pytest.approx(1 / 400, rel=0.05)
+    expected = bgnbd.expected_purchases(fit.params, 90, data.x, data.t_x, data.T)
+    assert np.isfinite(expected).all()
+    assert np.average(expected, weights=data.weight) == pytest.approx(90 / 400, rel=0.1)
+
+
 def simulate(n: int, p: bgnbd.Params, horizon_days: int, seed: int) -> tuple[np.ndarray, ...]:
     """BG/NBD purchase histories in whole days: Poisson purchases at a Gamma(r, alpha) rate,
     each followed by drop-out with a Beta(a, b) probability."""
