@@ -36,6 +36,7 @@ from app.meta.router import router as meta_router
 from app.ops.router import router as ops_router
 from app.pool.router import router as pool_router
 from app.privacy.router import router as privacy_router
+from app.reporting.router import router as reporting_router
 from app.reports.router import router as reports_router
 from app.saved_segments.router import router as saved_segments_router
 from app.segments.router import customer_router as customer_segments_router
@@ -76,6 +77,7 @@ FEATURE_ROUTERS: list[APIRouter] = [
     imports_router,
     exports_router,
     reports_router,
+    reporting_router,
 ]
 
 

@@ -47,6 +47,7 @@ SCOPES: dict[str, str] = {
     "exports:read": "export customer lists",
     "merge:write": "merge duplicate customers",
     "reports:read": "read reports",
+    "reports:admin": "enter report inputs (channel acquisition costs)",
     "users:admin": "manage users and service accounts",
     "audit:read": "read and verify the audit log",
     "webhooks:ingest": "deliver webhook events",

@@ -19,6 +19,13 @@ async def user_by_id(session: AsyncSession, user_id: int) -> User | None:
     return await session.get(User, user_id)
 
 
+async def user_names(session: AsyncSession, ids: list[int]) -> dict[int, str]:
+    rows = await session.execute(
+        select(User.id, func.coalesce(User.display_name, User.email)).where(User.id.in_(ids))
+    )
+    return {int(r[0]): str(r[1]) for r in rows.all()}
+
+
 async def list_users(session: AsyncSession) -> list[User]:
     return list((await session.scalars(select(User).order_by(User.id))).all())
 

@@ -174,6 +174,11 @@ def user_read(user: User) -> UserRead:
     )
 
 
+async def staff_names(session: AsyncSession, ids: set[int]) -> dict[int, str]:
+    """Display names (else emails) of staff users, for labels in reports."""
+    return await repository.user_names(session, sorted(ids)) if ids else {}
+
+
 async def get_user(session: AsyncSession, user_id: int) -> User:
     user = await repository.user_by_id(session, user_id)
     if user is None:

@@ -63,6 +63,12 @@ class Settings(BaseSettings):
     # sweep still runs on demand: POST /segments/recompute, `crm recompute`).
     sweep_interval_seconds: float = Field(default=900, ge=0)
 
+    # The sweep refits the churn model (BG/NBD) at most this often; a manual sweep always does.
+    prediction_refit_hours: float = Field(default=24, ge=0)
+    # Reports: an inbound interaction counts as answered when an outbound one follows on the
+    # same customer within this many hours (the weekly report's `response_hours` overrides it).
+    report_response_hours: int = Field(default=24, ge=1, le=720)
+
     timezone: str = "Asia/Shanghai"
     log_level: str = "INFO"
 

@@ -30,6 +30,10 @@ FILTER_SCALAR_KEYS = (
     "created_to",
     "id_number",
     "bank_account",
+    "p_alive_min",
+    "p_alive_max",
+    "expected_purchases_min",
+    "expected_purchases_max",
 )
 
 
@@ -91,6 +95,18 @@ def filter_query_docs(
     created_to: Annotated[str | None, Query()] = None,
     id_number: Annotated[str | None, Query(description="Exact, via blind index")] = None,
     bank_account: Annotated[str | None, Query(description="Exact, via blind index")] = None,
+    p_alive_min: Annotated[
+        float | None, Query(ge=0, le=1, description="Churn model: probability alive ≥ this")
+    ] = None,
+    p_alive_max: Annotated[
+        float | None, Query(ge=0, le=1, description="Churn model: probability alive ≤ this")
+    ] = None,
+    expected_purchases_min: Annotated[
+        float | None, Query(ge=0, description="Churn model: expected purchases in 90 days ≥")
+    ] = None,
+    expected_purchases_max: Annotated[
+        float | None, Query(ge=0, description="Churn model: expected purchases in 90 days ≤")
+    ] = None,
 ) -> None:
     """Declares the filter parameters for the OpenAPI document; parsing is filter_from_query."""
     return None

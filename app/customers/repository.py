@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import (
     ColumnElement,
     DateTime,
+    Float,
     Numeric,
     Select,
     Text,
@@ -433,6 +434,8 @@ SORT_COLUMNS = {
     "contract_amount": C.contract_amount,
     "last_follow_up_at": C.last_follow_up_at,
     "next_follow_up_at": C.next_follow_up_at,
+    "p_alive": C.p_alive,
+    "expected_purchases_90d": C.expected_purchases_90d,
 }
 
 
@@ -541,6 +544,14 @@ def filter_conditions(
         conds.append(C.created_at >= f["created_from"])
     if f.get("created_to"):
         conds.append(C.created_at < f["created_to"])
+    for key, col, op in (
+        ("p_alive_min", C.p_alive, "ge"),
+        ("p_alive_max", C.p_alive, "le"),
+        ("expected_purchases_min", C.expected_purchases_90d, "ge"),
+        ("expected_purchases_max", C.expected_purchases_90d, "le"),
+    ):
+        if f.get(key) is not None:
+            conds.append(col >= f[key] if op == "ge" else col <= f[key])
     return conds
 
 
@@ -568,6 +579,8 @@ def _coerce(col: Any, value: Any) -> Any:
         return None
     if isinstance(col.type, DateTime):
         return datetime.fromisoformat(value)
+    if isinstance(col.type, Float):
+        return float(value)
     if isinstance(col.type, Numeric):
         return Decimal(str(value))
     return value

@@ -271,6 +271,10 @@ SortKey = Literal[
     "-last_follow_up_at",
     "next_follow_up_at",
     "-next_follow_up_at",
+    "p_alive",
+    "-p_alive",
+    "expected_purchases_90d",
+    "-expected_purchases_90d",
     "relevance",
 ]
 
@@ -279,6 +283,8 @@ SortKey = Literal[
 MAX_FILTER_VALUES = 50
 OwnerRef = Annotated[str, Field(pattern=r"^(me|none|[0-9]{1,18})$")]
 ShortValue = Annotated[str, Field(min_length=1, max_length=60)]
+Probability = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+Purchases = Annotated[float, Field(ge=0, le=1_000_000, allow_inf_nan=False)]
 
 
 class CustomerFilter(BaseModel):
@@ -315,6 +321,18 @@ class CustomerFilter(BaseModel):
     bank_account: Annotated[str, Field(max_length=50)] | None = None
     created_from: AwareDatetime | date | None = None
     created_to: AwareDatetime | date | None = None
+    p_alive_min: Probability | None = Field(
+        default=None, description="Churn model: probability alive at least this"
+    )
+    p_alive_max: Probability | None = Field(
+        default=None, description="Churn model: probability alive at most this"
+    )
+    expected_purchases_min: Purchases | None = Field(
+        default=None, description="Churn model: expected purchases in 90 days at least this"
+    )
+    expected_purchases_max: Purchases | None = Field(
+        default=None, description="Churn model: expected purchases in 90 days at most this"
+    )
     custom: Annotated[dict[str, ShortValue], Field(max_length=10)] = Field(
         default={},
         description="custom.<key>=value; for number and date fields also "

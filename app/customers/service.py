@@ -212,6 +212,11 @@ async def require_writable(session: AsyncSession, principal: Principal, code: st
 # ---- validation ------------------------------------------------------------------------------
 
 
+async def source_channels(session: AsyncSession) -> list[repo.SourceDef]:
+    """Every source channel (active or retired), by code."""
+    return await repo.source_channels(session)
+
+
 def match_source(channels: list[repo.SourceDef], value: str) -> str | None:
     """The active channel a code, label or alias names; None when none does."""
     key = value.strip().lower()
@@ -221,6 +226,11 @@ def match_source(channels: list[repo.SourceDef], value: str) -> str | None:
         if key == ch.code or key == ch.label.lower() or key in (a.lower() for a in ch.aliases):
             return ch.code
     return None
+
+
+async def resolve_source(session: AsyncSession, value: str) -> str | None:
+    """The active source channel named by a code, label or alias; None when none is."""
+    return match_source(await repo.source_channels(session), value)
 
 
 async def _resolve_source(session: AsyncSession, value: str) -> str:

@@ -12,6 +12,8 @@ from app.models.customer import (
 from app.models.identity import CustomerMerge, DuplicateCandidate, WebhookInbox, WebhookSource
 from app.models.imports import ImportIssue, ImportJob
 from app.models.interaction import Interaction, Task
+from app.models.prediction import PredictionFit
+from app.models.report import ChannelCost
 from app.models.saved_segment import SavedSegment
 from app.models.segment import SegmentRuleSet, SegmentSweep, TierChange
 from app.models.tag import CustomerTag, Tag, TagCategory
@@ -19,6 +21,7 @@ from app.models.user import LoginFailure, RefreshToken, ServiceAccount, User
 
 __all__ = [
     "AuditLog",
+    "ChannelCost",
     "Consent",
     "CustomField",
     "Customer",
@@ -31,6 +34,7 @@ __all__ = [
     "ImportJob",
     "Interaction",
     "LoginFailure",
+    "PredictionFit",
     "RefreshToken",
     "SavedSegment",
     "SegmentRuleSet",

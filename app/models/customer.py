@@ -11,6 +11,7 @@ from sqlalchemy import (
     Boolean,
     Date,
     DateTime,
+    Float,
     ForeignKey,
     Identity,
     Integer,
@@ -74,6 +75,10 @@ class Customer(Timestamped, Base):
     rfm_f: Mapped[int | None] = mapped_column(SmallInteger)
     rfm_m: Mapped[int | None] = mapped_column(SmallInteger)
     rfm_segment: Mapped[str | None] = mapped_column(String(20), server_default="no_purchase")
+    # BG/NBD churn prediction, stored by the sweep (app.prediction); NULL before a first purchase.
+    p_alive: Mapped[float | None] = mapped_column(Float(53))
+    expected_purchases_90d: Mapped[float | None] = mapped_column(Float(53))
+    prediction_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     cooperation_status: Mapped[str] = mapped_column(
         String(12), nullable=False, server_default="not_started"
     )

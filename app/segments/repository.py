@@ -42,6 +42,7 @@ r AS (
                (rules #>> '{value_tier,churn_risk_quiet_days}')::int AS churn_days,
                (rules #>> '{value_tier,churn_risk_unresolved_complaint}')::boolean
                    AS churn_on_complaint,
+               (rules #>> '{value_tier,churn_risk_p_alive_below}')::float8 AS churn_p_alive,
                (rules #>> '{value_tier,high_value_amount}')::numeric AS hv_amount,
                (rules #>> '{value_tier,high_value_window_days}')::int AS hv_days,
                (rules #>> '{value_tier,high_value_deals}')::int AS hv_deals,
@@ -70,6 +71,7 @@ agg AS (
     SELECT i.customer_id,
            max(i.occurred_at) AS last_at,
            max(i.occurred_at) FILTER (WHERE i.kind = 'purchase') AS last_purchase_at,
+           max(i.updated_at) FILTER (WHERE i.kind = 'purchase') AS purchase_recorded_at,
            count(*) FILTER (WHERE i.kind = 'purchase') AS deals,
            coalesce(sum(i.amount) FILTER (
                WHERE i.kind = 'purchase' AND i.occurred_at >= (SELECT hv_since FROM r)), 0)
@@ -101,7 +103,14 @@ base AS (
            coalesce(a.hv_sum, 0) AS hv_sum,
            coalesce(a.recent, 0) AS recent,
            coalesce(a.unresolved, 0) AS unresolved,
-           (coalesce(btrim(c.core_needs), '') <> '' OR cardinality(c.need_tags) > 0) AS open_need
+           (coalesce(btrim(c.core_needs), '') <> '' OR cardinality(c.need_tags) > 0) AS open_need,
+           c.p_alive,
+           c.expected_purchases_90d,
+           c.prediction_at,
+           -- The sweep's prediction counts only once it has seen every purchase (by when it
+           -- was recorded, not when it happened: deals are entered late): right after a deal
+           -- the stored probability is stale, and the customer plainly alive.
+           (c.prediction_at >= a.purchase_recorded_at) AS prediction_current
       FROM customers c
       LEFT JOIN agg a ON a.customer_id = c.id
      WHERE c.deleted_at IS NULL /*customer_scope*/
@@ -112,6 +121,7 @@ reasons AS (
            floor(extract(epoch FROM now() - b.last_touch) / 86400)::int AS quiet_days,
            CASE WHEN b.last_touch < r.churn_since THEN 'no_interaction'
                 WHEN r.churn_on_complaint AND b.unresolved > 0 THEN 'unresolved_complaint'
+                WHEN b.p_alive < r.churn_p_alive AND b.prediction_current THEN 'low_p_alive'
                 WHEN b.hv_sum >= r.hv_amount THEN 'purchase_amount'
                 WHEN b.deals >= r.hv_deals THEN 'deal_count'
                 WHEN r.pot_on_need AND b.open_need AND b.known_deals = 0 THEN 'open_need'
@@ -127,8 +137,8 @@ reasons AS (
            CASE WHEN b.last_touch >= r.act_since THEN 'recent_interaction'
                 WHEN b.last_touch >= r.lost_since THEN 'no_recent_interaction'
                 ELSE 'no_interaction' END AS activity_reason,
-           r.churn_days, r.hv_amount, r.hv_days, r.hv_deals, r.pot_count, r.pot_days,
-           r.lc_days, r.act_days, r.lost_days
+           r.churn_days, r.churn_p_alive, r.hv_amount, r.hv_days, r.hv_deals, r.pot_count,
+           r.pot_days, r.lc_days, r.act_days, r.lost_days
       FROM base b
      CROSS JOIN r
 ),
@@ -136,6 +146,7 @@ k AS (
     SELECT x.*,
            CASE x.tier_reason WHEN 'no_interaction' THEN 'churn_risk'
                               WHEN 'unresolved_complaint' THEN 'churn_risk'
+                              WHEN 'low_p_alive' THEN 'churn_risk'
                               WHEN 'purchase_amount' THEN 'high_value'
                               WHEN 'deal_count' THEN 'high_value'
                               WHEN 'open_need' THEN 'potential'
@@ -160,6 +171,9 @@ DETAIL_COLUMNS = """
                     'no interaction for %s days (rule: more than %s)', k.quiet_days, k.churn_days)
                 WHEN 'unresolved_complaint' THEN format(
                     '%s unresolved complaint(s)', k.unresolved)
+                WHEN 'low_p_alive' THEN format(
+                    'probability alive %s (rule: below %s)',
+                    round(CAST(k.p_alive AS numeric), 2), k.churn_p_alive)
                 WHEN 'purchase_amount' THEN format(
                     'purchases of %s CNY in %s days (rule: at least %s)',
                     k.hv_sum, k.hv_days, k.hv_amount)
@@ -241,7 +255,8 @@ FACTS_ONE_SQL = text(
         CLASSIFY_CTES
         + """
 SELECT k.tier, k.lifecycle, k.activity, k.last_touch, k.quiet_days, k.deals, k.known_deals,
-       k.hv_sum, k.hv_days, k.recent, k.pot_days, k.unresolved, k.open_need, k.rule_version,"""
+       k.hv_sum, k.hv_days, k.recent, k.pot_days, k.unresolved, k.open_need, k.rule_version,
+       k.p_alive, k.expected_purchases_90d, k.prediction_at,"""
         + DETAIL_COLUMNS
         + """
   FROM k

@@ -31,7 +31,9 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
 async def get_rules(
     session: SessionDep,
     _: Annotated[Principal, require("segments:read")],
-    version: Annotated[int | None, Query(ge=1, description="An earlier version")] = None,
+    version: Annotated[
+        int | None, Query(ge=1, le=2_147_483_647, description="An earlier version")
+    ] = None,
 ) -> dict[str, Any]:
     """The segmentation rules in force (or an earlier version)."""
     return await service.get_rules(session, version)

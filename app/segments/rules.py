@@ -27,6 +27,12 @@ class ValueTierRules(_Rules):
     churn_risk_unresolved_complaint: bool = Field(
         description="churn_risk while a complaint is unresolved"
     )
+    # Optional, so that rules documents written before the churn model keep validating.
+    churn_risk_p_alive_below: Annotated[float, Field(gt=0, le=1)] | None = Field(
+        default=None,
+        description="churn_risk when the churn model's probability that the customer is still "
+        "alive (BG/NBD, refitted by the sweep) is below this; null: the rule is off",
+    )
     high_value_amount: Annotated[Decimal, Field(ge=0, max_digits=16, decimal_places=2)] = Field(
         description="high_value when purchases in the window reach this many CNY"
     )

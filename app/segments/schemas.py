@@ -2,11 +2,34 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from app.segments.rules import SegmentRules
+
+
+class PredictionModel(BaseModel):
+    """A BG/NBD fit: Gamma(r, alpha) purchase rates, Beta(a, b) drop-out probabilities."""
+
+    fitted_at: datetime
+    observed_through: date
+    time_unit: str = Field(description="The unit of alpha and of the histories: `day`")
+    r: float
+    alpha: float
+    a: float
+    b: float
+    log_likelihood: float
+    customers: int
+    converged: bool
+    duration_ms: float = Field(description="Time the fit itself took")
+
+
+class PredictionSweep(BaseModel):
+    refitted: bool = Field(description="Whether this sweep refitted the model")
+    model: PredictionModel | None = Field(description="The model in force (null: none yet)")
+    customers_changed: int
+    duration_ms: float = Field(description="Histories, fit and predictions, all told")
 
 
 class SweepResult(BaseModel):
@@ -19,6 +42,7 @@ class SweepResult(BaseModel):
     tier_changes: int
     rfm_changed: int
     released: int
+    prediction: PredictionSweep
     flagged_for_erasure: int = 0
 
 
@@ -70,6 +94,18 @@ class SegmentFacts(BaseModel):
     open_need: bool
 
 
+class CustomerPrediction(BaseModel):
+    """The churn model's view of the customer, as the last sweep stored it (null before a
+    first purchase, or while no model has been fitted)."""
+
+    p_alive: float | None = Field(description="Probability that the customer is still active")
+    expected_purchases_90d: float | None = Field(
+        description="Expected purchases in the next `horizon_days` days"
+    )
+    horizon_days: int
+    predicted_at: datetime | None
+
+
 class CustomerSegments(BaseModel):
     code: str
     value_tier: str
@@ -80,4 +116,5 @@ class CustomerSegments(BaseModel):
     pending: dict[str, str]
     reasons: dict[str, str]
     facts: SegmentFacts
+    prediction: CustomerPrediction
     changes: list[TierChangeRead]

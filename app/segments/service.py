@@ -15,6 +15,7 @@ from app.core.config import get_settings
 from app.core.errors import Conflict, NotFound
 from app.customers import service as customer_service
 from app.pool import service as pool_service
+from app.prediction import service as prediction_service
 from app.privacy import service as privacy_service
 from app.segments import repository as repo
 from app.segments.rules import SegmentRules
@@ -56,6 +57,8 @@ async def run_sweep(
     await repo.sweep_settings(session)
     started = await repo.clock(session)
     tz = _tz()
+    # First: the value tier's churn-risk rule reads the probabilities it stores.
+    prediction = await prediction_service.refresh(session, cause=cause, tz=tz)
     classes = await repo.classify_all(session, cause=cause, tz=tz)
     rfm = await repo.score_rfm(session, cause=cause, rule_version=classes["rule_version"], tz=tz)
     # PIPL retention: churned customers without consent past the period are flagged.
@@ -74,6 +77,7 @@ async def run_sweep(
         "rfm_changed": rfm["rfm_changed"],
         "released": released,
         "flagged_for_erasure": flagged,
+        "prediction": prediction,
     }
     await repo.record_sweep(
         session,
@@ -148,7 +152,8 @@ async def put_rules(
     """Store the next version and recompute the whole base with it, in one transaction."""
     before = await repo.current_rules(session)
     document = rules.model_dump(mode="json")
-    if document == before.rules:
+    # Compared as validated, so fields added since (with their defaults) make no difference.
+    if document == SegmentRules.model_validate(before.rules).model_dump(mode="json"):
         return {**_rules_view(before), "recompute": None}
     stored = await repo.insert_rules(session, document, principal.subject)
     # Wait for a running sweep rather than skip: it may be using the old rules.
@@ -239,6 +244,12 @@ async def customer_segments(
             "interaction_window_days": facts["pot_days"],
             "unresolved_complaints": facts["unresolved"],
             "open_need": facts["open_need"],
+        },
+        "prediction": {
+            "p_alive": facts["p_alive"],
+            "expected_purchases_90d": facts["expected_purchases_90d"],
+            "horizon_days": prediction_service.HORIZON_DAYS,
+            "predicted_at": facts["prediction_at"],
         },
         "changes": [
             redact_change(c, principal) for c in await repo.recent_changes(session, row["id"], 20)

@@ -1,0 +1,170 @@
+"""Prediction SQL: purchase histories summarised per customer, grouped for the fit, and the
+predictions written back in one UPDATE from arrays.
+
+A history is (x, t_x, T) in whole days of the service's time zone: x is the number of days
+with a purchase after the first one (several purchases on one day are one purchase occasion,
+as in the paper's data), t_x the day of the last purchase counted from the first, T the last
+observed day counted from the first. Customers who never bought have no history.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.models.prediction import PredictionFit
+
+# One session's scratch table: the grouped fit input and the UPDATE read the same histories
+# without aggregating the interactions twice. Dropped at commit.
+_DROP_HISTORIES = text("DROP TABLE IF EXISTS pg_temp.purchase_histories")
+_CREATE_HISTORIES = text(
+    """
+    CREATE TEMP TABLE purchase_histories (
+        customer_id bigint PRIMARY KEY,
+        x integer NOT NULL,
+        t_x integer NOT NULL,
+        t integer NOT NULL,
+        -- When its newest purchase was recorded (or last changed).
+        purchase_recorded_at timestamptz NOT NULL
+    ) ON COMMIT DROP
+    """
+)
+
+_FILL_HISTORIES = text(
+    """
+    INSERT INTO purchase_histories (customer_id, x, t_x, t, purchase_recorded_at)
+    SELECT d.customer_id,
+           count(*) - 1,
+           max(d.day) - min(d.day),
+           CAST(:through AS date) - min(d.day),
+           max(d.recorded_at)
+      FROM (
+        SELECT i.customer_id,
+               (i.occurred_at AT TIME ZONE CAST(:tz AS text))::date AS day,
+               max(i.updated_at) AS recorded_at
+          FROM interactions i
+          JOIN customers c ON c.id = i.customer_id AND c.deleted_at IS NULL
+         WHERE i.kind = 'purchase'
+           AND i.occurred_at
+               < (CAST(:through AS date) + 1)::timestamp AT TIME ZONE CAST(:tz AS text)
+         GROUP BY 1, 2
+      ) AS d
+     GROUP BY d.customer_id
+    """
+)
+
+
+async def local_today(session: AsyncSession, tz: str) -> date:
+    value = await session.scalar(
+        text("SELECT (now() AT TIME ZONE CAST(:tz AS text))::date"), {"tz": tz}
+    )
+    assert isinstance(value, date)
+    return value
+
+
+async def build_histories(session: AsyncSession, *, through: date, tz: str) -> None:
+    """Summarise every live customer's purchases up to and including day `through`."""
+    await session.execute(_DROP_HISTORIES)
+    await session.execute(_CREATE_HISTORIES)
+    await session.execute(_FILL_HISTORIES, {"through": through, "tz": tz})
+
+
+async def history_groups(session: AsyncSession) -> dict[str, list[int]]:
+    """The distinct (x, t_x, T) histories and how many customers share each."""
+    rows = (
+        await session.execute(
+            text(
+                "SELECT x, t_x, t, count(*) AS n FROM purchase_histories "
+                "GROUP BY x, t_x, t ORDER BY x, t_x, t"
+            )
+        )
+    ).all()
+    return {
+        "x": [r[0] for r in rows],
+        "t_x": [r[1] for r in rows],
+        "t": [r[2] for r in rows],
+        "n": [r[3] for r in rows],
+    }
+
+
+async def customer_histories(session: AsyncSession) -> list[dict[str, Any]]:
+    """Every customer's history with its code (for checks against published data)."""
+    rows = await session.execute(
+        text(
+            "SELECT c.code, h.x, h.t_x, h.t FROM purchase_histories h "
+            "JOIN customers c ON c.id = h.customer_id ORDER BY c.code"
+        )
+    )
+    return [dict(r) for r in rows.mappings().all()]
+
+
+_APPLY = text(
+    """
+    WITH pred AS (
+        SELECT *
+          FROM unnest(CAST(:x AS int[]), CAST(:t_x AS int[]), CAST(:t AS int[]),
+                      CAST(:p_alive AS float8[]), CAST(:expected AS float8[]))
+               AS u (x, t_x, t, p_alive, expected)
+    ),
+    target AS (
+        SELECT c.id, h.purchase_recorded_at, pred.p_alive, pred.expected
+          FROM customers c
+          LEFT JOIN purchase_histories h ON h.customer_id = c.id
+          LEFT JOIN pred ON pred.x = h.x AND pred.t_x = h.t_x AND pred.t = h.t
+         WHERE c.deleted_at IS NULL
+    ),
+    upd AS (
+        UPDATE customers c
+           SET p_alive = t.p_alive,
+               expected_purchases_90d = t.expected,
+               prediction_at = CASE WHEN t.p_alive IS NULL THEN NULL ELSE now() END
+          FROM target t
+         WHERE c.id = t.id
+           -- Also restamp a prediction that did not change but now accounts for a purchase
+           -- recorded after it (a second purchase on the same day): the value-tier rule
+           -- trusts a prediction only when it is newer than every purchase record.
+           AND ((c.p_alive, c.expected_purchases_90d) IS DISTINCT FROM (t.p_alive, t.expected)
+                OR c.prediction_at < t.purchase_recorded_at)
+        RETURNING 1
+    )
+    SELECT count(*) FROM upd
+    """
+)
+
+
+async def apply_predictions(
+    session: AsyncSession,
+    groups: dict[str, list[int]],
+    p_alive: list[float | None],
+    expected: list[float | None],
+) -> int:
+    """Store each live customer's prediction (NULL without a history or a model); returns how
+    many customers changed."""
+    changed = await session.scalar(
+        _APPLY,
+        {
+            "x": groups["x"],
+            "t_x": groups["t_x"],
+            "t": groups["t"],
+            "p_alive": p_alive,
+            "expected": expected,
+        },
+    )
+    return int(changed or 0)
+
+
+async def latest_fit(session: AsyncSession, *, converged_only: bool = True) -> PredictionFit | None:
+    stmt = select(PredictionFit).order_by(PredictionFit.id.desc()).limit(1)
+    if converged_only:
+        stmt = stmt.where(PredictionFit.converged)
+    return await session.scalar(stmt)
+
+
+async def record_fit(session: AsyncSession, values: dict[str, Any]) -> PredictionFit:
+    fit = PredictionFit(**values)
+    session.add(fit)
+    await session.flush()
+    return fit
