@@ -113,7 +113,8 @@ def script(steps: list[Step], prefix: str, defines: dict[str, str]) -> str:
         if step.code_day is not None and step.code_day.startswith("@"):
             # Take the number and insert at once; keep only the new id for later statements,
             # which then read the code back by primary key.
-            sql = re.sub(r"RETURNING .*$", "RETURNING customers.id AS new_id", sql, flags=re.S)
+            head, _, _ = sql.rpartition("RETURNING ")  # the outer INSERT's, not the CTE's
+            sql = head + "RETURNING customers.id AS new_id"
             out.append(sql + " \\gset")
             returned_code = True
         elif step.code_day is not None:
