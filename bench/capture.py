@@ -171,9 +171,7 @@ def _same(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 
-def with_slots(
-    captured: Captured, inputs: dict[str, Any], results: dict[str, Any]
-) -> list[Step]:
+def with_slots(captured: Captured, inputs: dict[str, Any], results: dict[str, Any]) -> list[Step]:
     """The steps with per-request values made slots.
 
     `inputs`: values the request carries (replaced wherever they appear); `results`: values a

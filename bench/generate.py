@@ -804,7 +804,8 @@ FROM (
                AS occurred_at,
            {_weighted("bench.u(c.id * 64 + j, 2)", CHANNEL_MIX)} AS channel,
            {_weighted("bench.u(c.id * 64 + j, 3)", KIND_MIX)} AS kind,
-           coalesce(c.owner_id, ($3::bigint[])[bench.pick(c.id * 64 + j, 15, cardinality($3::bigint[]))])
+           coalesce(c.owner_id,
+                    ($3::bigint[])[bench.pick(c.id * 64 + j, 15, cardinality($3::bigint[]))])
                AS staff_id
     FROM customers c
     CROSS JOIN LATERAL (
@@ -863,7 +864,8 @@ TAGS = {
     "decision_stage": ["初步接触", "需求确认", "方案评估", "商务谈判", "合同审批", "已签约",
                        "暂缓", "预算待批", "竞品比较", "试用中", "招投标", "续约评估"],
     "customer_trait": ["VIP", "价格敏感", "决策快", "注重服务", "老客户转介绍", "高潜力",
-                       "付款及时", "需重点维护", "技术导向", "国企", "外资", "上市公司", "初创企业"],
+                       "付款及时", "需重点维护", "技术导向", "国企", "外资", "上市公司",
+                       "初创企业"],
     "campaign": ["2025春季展会", "2025秋季展会", "双十一活动", "年终大促", "行业峰会",
                  "线上直播", "白皮书下载", "公众号推文", "老带新活动", "渠道合作", "搜索广告",
                  "短视频推广", "城市沙龙"],
@@ -1065,9 +1067,7 @@ async def generate(
             await big.load(ctx)
             t = step(big.table, t)
         counts = await _counts(conn)
-        progress(
-            "  " + ", ".join(f"{k} {v:,}" for k, v in counts.items() if k != "customers")
-        )
+        progress("  " + ", ".join(f"{k} {v:,}" for k, v in counts.items() if k != "customers"))
         swept = await classify(url)
         progress(
             f"  sweep: {swept['customers_changed']:,} customers classified, "

@@ -160,11 +160,7 @@ def load(path: Path) -> Plan:
 def substitute(args: list[Any], slots: dict[str, Any]) -> list[Any]:
     """The arguments with every slot (also inside a list) replaced by its value."""
     return [
-        slots[a.name]
-        if isinstance(a, Slot)
-        else substitute(a, slots)
-        if isinstance(a, list)
-        else a
+        slots[a.name] if isinstance(a, Slot) else substitute(a, slots) if isinstance(a, list) else a
         for a in args
     ]
 
