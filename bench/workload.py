@@ -414,15 +414,15 @@ def signed(slug: str, secret: str, payload: Any, variant: int, wid: str) -> Requ
     """A Standard Webhooks delivery: HMAC-SHA256 of id.timestamp.body, signed now."""
     from app.ingest.signature import sign
 
-    raw = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+    text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
     ts = int(time.time())
     headers = {
         "webhook-id": wid,
         "webhook-timestamp": str(ts),
-        "webhook-signature": sign(secret, wid, ts, raw),
+        "webhook-signature": sign(secret, wid, ts, text.encode()),
         "X-Bench-Variant": str(variant),
     }
-    return Request("POST", f"/api/v1/webhooks/{slug}", headers, payload, 200)
+    return Request("POST", f"/api/v1/webhooks/{slug}", headers, payload, 200, content=text)
 
 
 def _form_payload(variant: int, digits: str) -> dict[str, Any]:
@@ -475,8 +475,8 @@ async def webhook_scenario(conn: asyncpg.Connection, info: BaseInfo, url: str) -
             payload = {"caller": digits, "notes": NOTES[variant % len(NOTES)]}
         return signed(slug, keys[slug], payload, variant, f"bench-{run}-{next(counter)}")
 
-    def random_mobile() -> str:
-        return f"139{rng.randrange(10**8):08d}"
+    def random_mobile() -> str:  # a new visitor each time, in every run: not seeded
+        return f"139{secrets.randbelow(10**8):08d}"
 
     def fresh(n: int) -> list[Request]:
         out = []
