@@ -19,11 +19,13 @@ import asyncio
 import json
 import os
 import platform
+import re
 import secrets
 import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -273,6 +275,16 @@ async def explain(
     }
 
 
+def _label(sql: str) -> str:
+    """SELECT customers; for a WITH statement the writes inside it."""
+    verb, table, _ = capture.describe(sql)
+    if not sql.lstrip().upper().startswith("WITH"):
+        return f"{verb} {table}".strip()
+    writes = re.findall(r"\b(INSERT INTO|UPDATE|DELETE FROM)\s+(\w+)", sql, re.IGNORECASE)
+    inner = ", ".join(dict.fromkeys(f"{v.split()[0].upper()} {t}" for v, t in writes))
+    return f"WITH … {verb} ({inner or 'read only'})"
+
+
 async def explain_steps(dsn: str, steps: list[Any], slots: dict[str, Any]) -> list[dict[str, Any]]:
     """Every statement of one request in order, in one rolled-back transaction: EXPLAIN
     ANALYZE's execution time, or the wall time of those whose rows later statements use."""
@@ -290,9 +302,7 @@ async def explain_steps(dsn: str, steps: list[Any], slots: dict[str, Any]) -> li
                 if step.kind != "sql":
                     continue
                 args = substitute(step.args, slots)
-                verb, table, _ = capture.describe(step.sql)
-                label = "WITH … " if step.sql.lstrip().upper().startswith("WITH") else ""
-                label += f"{verb} {table}".strip()
+                label = _label(step.sql)
                 if step.code_day is not None or step.sets:
                     t0 = time.perf_counter()
                     rows = await conn.fetch(step.sql, *args)
@@ -415,6 +425,48 @@ class BackendCpu:
             )
 
 
+class WaitSampler:
+    """What the backends serving one client wait on, sampled from pg_stat_activity every
+    50 ms while a measurement runs: the share of active-backend samples per wait event
+    (`CPU` when not waiting). Lock:advisory is the audit chain, Lock:tuple/transactionid row
+    locks, IO:WALSync the commit flush."""
+
+    def __init__(self, dsn: str, application: str) -> None:
+        self.dsn, self.application = dsn, application
+        self.counts: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._loop()), daemon=True)
+
+    async def _loop(self) -> None:
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            while not self._stop.is_set():
+                rows = await conn.fetch(
+                    "SELECT coalesce(wait_event_type || ':' || wait_event, 'CPU') AS w, "
+                    "count(*) AS n FROM pg_stat_activity WHERE application_name = $1 "
+                    "AND state = 'active' AND datname = current_database() GROUP BY 1",
+                    self.application,
+                )
+                for r in rows:
+                    self.counts[r["w"]] = self.counts.get(r["w"], 0) + int(r["n"])
+                await asyncio.sleep(0.05)
+        finally:
+            await conn.close()
+
+    def __enter__(self) -> WaitSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def shares(self, top: int = 5) -> dict[str, float]:
+        total = sum(self.counts.values())
+        ranked = sorted(self.counts.items(), key=lambda kv: -kv[1])[:top]
+        return {k: round(v / total, 3) for k, v in ranked} if total else {}
+
+
 def measure_http(
     wrk: str | None,
     scenario: workload.Scenario,
@@ -443,7 +495,8 @@ def measure_http(
     load_before = os.getloadavg()[0]
     cpu_before = server.cpu_seconds()
     db_cpu = BackendCpu(dsn, server.application)
-    result = load(seconds)
+    with WaitSampler(dsn, server.application) as waits:
+        result = load(seconds)
     cpu = server.cpu_seconds() - cpu_before
     db = db_cpu.used()
     server.sample_memory()
@@ -454,6 +507,7 @@ def measure_http(
         "cpu_ms_per_request": round(cpu * 1000 / requests, 3),
         "cpu_utilisation": round(cpu / max(result.seconds, 1e-9), 2),
         "db_cpu_ms_per_request": round(db * 1000 / requests, 3),
+        "db_waits": waits.shares(),
     }
     if spy:
         spy[0].wait(seconds + 30)
@@ -482,11 +536,12 @@ def measure_pgbench(
     if warmup:
         pgbench.run(exe, dsn, scripts, defines, seconds=warmup, log_dir=folder / "pgb-log", **kw)
     load_before = os.getloadavg()[0]
-    r, db = BackendCpu(dsn, "pgbench").used_while(
-        lambda: pgbench.run(
-            exe, dsn, scripts, defines, seconds=seconds, log_dir=folder / "pgb-log", **kw
+    with WaitSampler(dsn, "pgbench") as waits:
+        r, db = BackendCpu(dsn, "pgbench").used_while(
+            lambda: pgbench.run(
+                exe, dsn, scripts, defines, seconds=seconds, log_dir=folder / "pgb-log", **kw
+            )
         )
-    )
     return {
         "db_cpu_ms_per_request": round(db * 1000 / max(r.transactions, 1), 3),
         "requests": r.transactions,
@@ -497,6 +552,7 @@ def measure_pgbench(
         "errors": r.failed,
         "error": r.error,
         "driver": "pgbench -M prepared",
+        "db_waits": waits.shares(),
         "load_avg_1m_before": round(load_before, 2),
     }
 
@@ -593,6 +649,24 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {_f(stack.get('db_cpu_ms_per_request'), 2)} "
             f"| {_f(pg.get('db_cpu_ms_per_request'), 2)} |"
         )
+    out += [
+        "",
+        "## What the database backends wait on (pg_stat_activity, sampled every 50 ms)",
+        "",
+        "Share of samples of the active backends serving each client. `CPU`: running; "
+        "`Lock:advisory`: the audit chain lock (one audited write at a time, held to commit); "
+        "`Lock:transactionid`/`Lock:tuple`: row locks; `IO:WALSync`/`IO:WALWrite`: commit "
+        "flush; `Client:ClientRead`: waiting for the client's next statement.",
+        "",
+        "| endpoint | API | stack | pgbench |",
+        "|---|---|---|---|",
+    ]
+    for name, row in rows.items():
+        cells = [
+            ", ".join(f"{k} {v:.0%}" for k, v in (row[t].get("db_waits") or {}).items()) or "–"
+            for t in ("api", "stack", "pgbench")
+        ]
+        out.append(f"| {name} | " + " | ".join(cells) + " |")
     if report.get("search_classes"):
         out += [
             "",
