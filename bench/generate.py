@@ -167,6 +167,38 @@ CUSTOM_FIELDS = [
 BENCH_PASSWORD = "bench-password-42"  # noqa: S105 (every bench user; a throwaway base)
 
 
+def name_key_function() -> str:
+    """bench.name_key(text): app.identity.names.name_key in SQL (checked on a sample)."""
+    from app.identity.names import LEGAL_SUFFIXES
+
+    bare = [x.replace(".", "").replace(",", "") for x in LEGAL_SUFFIXES]
+    return f"""
+CREATE OR REPLACE FUNCTION bench.name_key(n text) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $fn$
+DECLARE
+    t text;
+    x text;
+    changed boolean := true;
+BEGIN
+    t := btrim(normalize(lower(normalize(n, NFKC)), NFKC), E' \\t\\n\\r\\f\\v');
+    t := regexp_replace(t, '\\((中国|china)\\)', '', 'g');
+    t := normalize(regexp_replace(t, E'[\\\\s.,，。·・\\\\-_/\\\\\\\\''"“”‘’()（）\\\\[\\\\]【】&+]+', '', 'g'),
+                   NFKC);
+    WHILE changed AND t <> '' LOOP
+        changed := false;
+        FOREACH x IN ARRAY {_arr(bare)} LOOP
+            IF right(t, length(x)) = x AND length(t) > length(x) + 1 THEN
+                t := left(t, length(t) - length(x));
+                changed := true;
+                EXIT;
+            END IF;
+        END LOOP;
+    END LOOP;
+    RETURN t;
+END $fn$;
+"""
+
+
 async def load_users(conn: asyncpg.Connection, pools: Pools) -> dict[str, Any]:
     from app.auth.passwords import hash_secret
 
@@ -206,7 +238,7 @@ INSERT_COLUMNS = """id, code, kind, name, contacts, phone, email, industry, prov
     lifecycle_baseline, value_tier, activity, rfm_r, rfm_f, rfm_m, rfm_segment,
     cooperation_status, first_cooperation_date, last_cooperation_date, products,
     contract_amount, flags, custom, search_text, version, created_by, updated_by, created_at,
-    updated_at, deleted_at, deleted_by, owner_assigned_at"""
+    updated_at, deleted_at, deleted_by, owner_assigned_at, name_key"""
 
 TITLES = [
     "总经理",
@@ -355,7 +387,8 @@ SELECT
     CASE WHEN g.n % {DELETED_EVERY} = {DELETED_AT}
          THEN least(g.created_at + interval '7 days', '{now}'::timestamptz) END,
     CASE WHEN g.n % {DELETED_EVERY} = {DELETED_AT} THEN 'user:' || pl.admin END,
-    CASE WHEN m.owner_id IS NOT NULL THEN g.created_at END
+    CASE WHEN m.owner_id IS NOT NULL THEN g.created_at END,
+    bench.name_key(s.name)
 FROM (
     SELECT x.p, x.d, x.s, (x.s - 1) * {days} + x.d + 1 AS n, x.day,
            'C' || to_char(x.day, 'YYYYMMDD') || lpad(x.s::text, 3, '0') AS code,
@@ -980,12 +1013,13 @@ async def verify_sample(conn: asyncpg.Connection, layout: Layout, size: int = 20
     """Compare stored search_text and phones with what the app computes; return mismatches."""
     from app.customers import service
     from app.customers.normalize import normalize_phone
+    from app.identity.names import name_key
 
     # The service's own builder (public as search_text_of since the customers rework).
     search_text_of = getattr(service, "search_text_of", None) or service._search_text
 
     rows = await conn.fetch(
-        "SELECT code, name, contacts, phone, email, search_text FROM customers "
+        "SELECT code, name, contacts, phone, email, search_text, name_key FROM customers "
         "WHERE id = ANY($1::bigint[])",
         [1 + (i * 7919) % layout.customers for i in range(min(size, layout.customers))],
     )
@@ -1004,7 +1038,8 @@ async def verify_sample(conn: asyncpg.Connection, layout: Layout, size: int = 20
             if p
         )
         expected = search_text_of(record)
-        if expected != row["search_text"] or not phones_ok:
+        key_ok = name_key(row["name"]) == row["name_key"]
+        if expected != row["search_text"] or not phones_ok or not key_ok:
             bad += 1
             if bad <= 3:
                 print(f"  mismatch {row['code']}: {row['search_text']!r} vs {expected!r}")
@@ -1056,6 +1091,7 @@ async def generate(
     conn = await session(dsn)
     try:
         await conn.execute(HELPERS)
+        await conn.execute(name_key_function())
         ids = await load_users(conn, pools)
         await load_pool_tables(conn, pools)
         t = step("users, custom fields", t)

@@ -862,10 +862,11 @@ def run(args: argparse.Namespace) -> Path:
     explains: dict[str, Any] = {}
     statements: dict[str, Any] = {}
     for name, ep in plan.items():
-        if name in first_slots:
+        if ep.method == "POST":
             statements[f"{name} ({scenarios[name].title})"] = asyncio.run(
-                explain_steps(dsn, ep.variants[0], first_slots[name])
+                explain_steps(dsn, ep.variants[0], first_slots.get(name, {}))
             )
+        if name in first_slots:
             continue
         code = info.layout.code_of(1) if name == "get" else None
         explains[f"{name} ({scenarios[name].title})"] = asyncio.run(
