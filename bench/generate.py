@@ -167,6 +167,10 @@ CUSTOM_FIELDS = [
 BENCH_PASSWORD = "bench-password-42"  # noqa: S105 (every bench user; a throwaway base)
 
 
+# app.identity.names._PUNCT, dollar-quoted (no escapes inside)
+PUNCT_SQL = "$re$[\\s.,，。·・\\-_/\\\\'\"“”‘’()（）\\[\\]【】&+]+$re$"
+
+
 def name_key_function() -> str:
     """bench.name_key(text): app.identity.names.name_key in SQL (checked on a sample)."""
     from app.identity.names import LEGAL_SUFFIXES
@@ -181,9 +185,8 @@ DECLARE
     changed boolean := true;
 BEGIN
     t := btrim(normalize(lower(normalize(n, NFKC)), NFKC), E' \\t\\n\\r\\f\\v');
-    t := regexp_replace(t, '\\((中国|china)\\)', '', 'g');
-    t := normalize(regexp_replace(t, E'[\\\\s.,，。·・\\\\-_/\\\\\\\\''"“”‘’()（）\\\\[\\\\]【】&+]+', '', 'g'),
-                   NFKC);
+    t := regexp_replace(t, $re$\\((中国|china)\\)$re$, '', 'g');
+    t := normalize(regexp_replace(t, {PUNCT_SQL}, '', 'g'), NFKC);
     WHILE changed AND t <> '' LOOP
         changed := false;
         FOREACH x IN ARRAY {_arr(bare)} LOOP
