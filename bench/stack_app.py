@@ -75,7 +75,8 @@ class StackApp:
             body = await self._run(self.plan[name], int(headers[b"x-bench-variant"]), {})
         elif method == "POST" and path == API:
             orjson.loads(await self._read(receive))
-            body, status = await self._run(self.plan["create"], 0, {}), 201
+            variant = int(headers[b"x-bench-variant"])
+            body, status = await self._run(self.plan["create"], variant, {}), 201
         elif method == "POST" and path == INTERACTIONS:
             data = orjson.loads(await self._read(receive))
             variant = int(headers[b"x-bench-variant"])

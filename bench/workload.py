@@ -217,12 +217,23 @@ async def create_scenario(
     )
     rng = random.Random(17)
     requests = []
-    for row in rows:
+    for i, row in enumerate(rows):
         body = _body(row)
         CustomerCreate.model_validate(body)  # a body the API would reject is a bench bug
         rep = rng.choice(info.rep_ids)
-        requests.append(Request("POST", "/api/v1/customers", bearer(reps[rep]), body, 201))
-    return Scenario("create", "create a customer (code, audit row)", True, requests, False)
+        headers = bearer(reps[rep]) | {"X-Bench-Variant": str(i)}
+        requests.append(Request("POST", "/api/v1/customers", headers, body, 201))
+    # Every body is captured: the new customer's id and code differ per request (slots).
+    return Scenario(
+        "create",
+        "create a customer (code, duplicate check, audit row)",
+        True,
+        requests,
+        True,
+        capture=requests,
+        inputs=[{} for _ in requests],
+        results=[{} for _ in requests],
+    )
 
 
 def get_scenario(info: BaseInfo, manager: str) -> Scenario:
