@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
+from sqlalchemy.exc import DBAPIError
 
 from app.audit.router import router as audit_router
 from app.auth.router import router as auth_router
@@ -22,8 +24,11 @@ from app.core.ratelimit import RateLimitMiddleware
 from app.core.resilience import ResilienceMiddleware
 from app.core.responses import FastJSONResponse
 from app.customers.router import router as customers_router
+from app.exports.router import router as exports_router
 from app.fields.router import router as fields_router
 from app.identity.router import router as identity_router
+from app.imports import worker as import_worker
+from app.imports.router import router as imports_router
 from app.ingest.router import router as ingest_router
 from app.interactions.router import customer_router as customer_timeline_router
 from app.interactions.router import router as interactions_router
@@ -31,6 +36,7 @@ from app.meta.router import router as meta_router
 from app.ops.router import router as ops_router
 from app.pool.router import router as pool_router
 from app.privacy.router import router as privacy_router
+from app.reports.router import router as reports_router
 from app.saved_segments.router import router as saved_segments_router
 from app.segments.router import customer_router as customer_segments_router
 from app.segments.router import router as segments_router
@@ -41,6 +47,7 @@ from app.tags.router import router as tags_router
 from app.tasks.router import reminders_router, tasks_router
 
 API_PREFIX = "/api/v1"
+log = logging.getLogger(__name__)
 
 
 # Every feature router, mounted under API_PREFIX; ops routes are mounted at the root.
@@ -66,6 +73,9 @@ FEATURE_ROUTERS: list[APIRouter] = [
     tags_router,
     customer_tags_router,
     saved_segments_router,
+    imports_router,
+    exports_router,
+    reports_router,
 ]
 
 
@@ -94,6 +104,12 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
         engine = build_engine(url, settings)
         app.state.engine = engine
         app.state.sessionmaker = build_sessionmaker(engine)
+        # Imports left unfinished by a stopped or dead process resume here (or fail cleanly).
+        try:
+            await import_worker.recover(engine)
+        except (OSError, DBAPIError):
+            # The database is down: start anyway; the next start (any instance) resumes them.
+            log.warning("unfinished imports not resumed: database unavailable")
         sweeper = None
         if settings.sweep_interval_seconds > 0:
             sweeper = asyncio.create_task(
@@ -106,6 +122,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
                 sweeper.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await sweeper
+            await import_worker.shutdown()
             await engine.dispose()
 
     app = FastAPI(

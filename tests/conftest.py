@@ -138,6 +138,9 @@ async def _snapshot_seed_data(engine: AsyncEngine) -> None:
 @pytest.fixture(autouse=True)
 async def clean_tables(engine: AsyncEngine) -> None:
     """Every test starts from the freshly migrated state (audit triggers bypassed for this)."""
+    from app.customers.repository import clear_definition_cache
+
+    clear_definition_cache()
     if not _TABLES and not _SEEDED:
         await _snapshot_seed_data(engine)
     async with engine.begin() as conn:

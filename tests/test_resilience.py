@@ -43,16 +43,16 @@ async def test_deadlock_and_serialization_failure_are_retried(
     client: httpx.AsyncClient, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch, sqlstate: str
 ):
     m = await make_user(engine, role=Role.manager)
-    real = customers_repo.insert_customer
+    real = customers_repo.insert_with_code
     calls = {"n": 0}
 
-    async def flaky(session: Any, values: dict[str, Any]) -> dict[str, Any]:
+    async def flaky(session: Any, *args: Any) -> dict[str, Any]:
         calls["n"] += 1
         if calls["n"] == 1:
             raise _db_error(sqlstate)
-        return await real(session, values)
+        return await real(session, *args)
 
-    monkeypatch.setattr(customers_repo, "insert_customer", flaky)
+    monkeypatch.setattr(customers_repo, "insert_with_code", flaky)
     r = await client.post("/api/v1/customers", json={"name": "重试客户"}, headers=m.headers)
     assert r.status_code == 201, r.text
     assert "x-crm-retryable" not in r.headers
@@ -66,11 +66,11 @@ async def test_retries_are_bounded(
     m = await make_user(engine, role=Role.manager)
     calls = {"n": 0}
 
-    async def always(session: Any, values: dict[str, Any]) -> dict[str, Any]:
+    async def always(session: Any, *args: Any) -> dict[str, Any]:
         calls["n"] += 1
         raise _db_error("40P01")
 
-    monkeypatch.setattr(customers_repo, "insert_customer", always)
+    monkeypatch.setattr(customers_repo, "insert_with_code", always)
     r = await client.post("/api/v1/customers", json={"name": "x"}, headers=m.headers)
     assert r.status_code == 503 and r.headers["retry-after"]
     assert r.headers["content-type"] == "application/problem+json"
@@ -85,11 +85,11 @@ async def test_connection_killed_mid_request_is_clean_503_then_recovers(
 ):
     """The backend serving the request is terminated after the insert, before the commit."""
     m = await make_user(engine, role=Role.manager)
-    real = customers_repo.insert_customer
+    real = customers_repo.insert_with_code
     killed = {"done": False}
 
-    async def insert_then_die(session: Any, values: dict[str, Any]) -> dict[str, Any]:
-        row = await real(session, values)
+    async def insert_then_die(session: Any, *args: Any) -> dict[str, Any]:
+        row = await real(session, *args)
         if not killed["done"]:
             killed["done"] = True
             async with engine.connect() as other:
@@ -97,7 +97,7 @@ async def test_connection_killed_mid_request_is_clean_503_then_recovers(
                 await other.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
         return row
 
-    monkeypatch.setattr(customers_repo, "insert_customer", insert_then_die)
+    monkeypatch.setattr(customers_repo, "insert_with_code", insert_then_die)
     r = await client.post("/api/v1/customers", json={"name": "断线客户"}, headers=m.headers)
     assert r.status_code == 503, r.text
     assert r.headers["retry-after"] and r.json()["type"].endswith("service-unavailable")
@@ -190,14 +190,14 @@ async def test_request_timeout(
     app.state.engine = other
     app.state.sessionmaker = build_sessionmaker(other)
     m = await make_user(engine, role=Role.manager)
-    real = customers_repo.insert_customer
+    real = customers_repo.insert_with_code
 
-    async def slow(session: Any, values: dict[str, Any]) -> dict[str, Any]:
-        row = await real(session, values)
+    async def slow(session: Any, *args: Any) -> dict[str, Any]:
+        row = await real(session, *args)
         await asyncio.sleep(1)
         return row
 
-    monkeypatch.setattr(customers_repo, "insert_customer", slow)
+    monkeypatch.setattr(customers_repo, "insert_with_code", slow)
     try:
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://test"

@@ -150,6 +150,8 @@ def upgrade() -> None:
         "CREATE INDEX ix_customers_search_trgm ON customers USING gin (search_text gin_trgm_ops)"
     )
     op.execute("CREATE INDEX ix_customers_custom ON customers USING gin (custom jsonb_path_ops)")
+    # One or two Chinese characters are too short for trigrams: they match names by prefix.
+    op.execute("CREATE INDEX ix_customers_name_prefix ON customers (name text_pattern_ops)")
 
     op.create_table(
         "customer_code_counters",

@@ -205,7 +205,7 @@ def upgrade() -> None:
             name="dimension",
         ),
         sa.CheckConstraint(
-            "cause IN ('interaction','sweep','rule_change','manual','claim','merge','edit')",
+            "cause IN ('interaction','sweep','rule_change','manual','claim','merge','edit','import')",
             name="cause",
         ),
     )

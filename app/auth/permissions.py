@@ -90,6 +90,7 @@ ROLE_SCOPES: dict[Role, frozenset[str]] = {
             "tasks:read",
             "tasks:write",
             "segments:write",
+            "exports:read",  # their own customers only: exports apply the list's visibility
         }
     ),
     Role.service: frozenset(

@@ -38,6 +38,13 @@ class Settings(BaseSettings):
     cors_origins: list[str] = []
     max_body_bytes: int = 2 * 1024 * 1024
     max_upload_bytes: int = 200 * 1024 * 1024
+    # Imports: uploads are spooled here until their job finishes (a restarted process resumes
+    # from the spooled file); XLSX files are zip archives and are checked before opening.
+    import_spool_dir: Path = Path("var/imports")
+    import_batch_rows: int = 5_000
+    import_max_unzipped_bytes: int = 2 * 1024 * 1024 * 1024
+    import_max_zip_ratio: int = 250
+    import_max_attempts: int = 3
     page_size_default: int = 50
     page_size_max: int = 200
 

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from functools import lru_cache
+from typing import Any
 
 import phonenumbers
-from pypinyin import Style, lazy_pinyin
+from pypinyin import Style
+from pypinyin.converter import UltimateConverter
+from pypinyin.core import Pinyin
 
 DEFAULT_REGION = "CN"
 _DIGITS = re.compile(r"\D+")
@@ -23,15 +27,29 @@ def normalize_phone(raw: str, region: str = DEFAULT_REGION) -> str | None:
         return None
     if not phonenumbers.is_valid_number(parsed):
         return None
-    return str(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164))
+    e164 = str(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164))
+    # The search text needs the national digits of the number just normalized: keep them, so
+    # bulk writes parse each phone once.
+    if len(_NATIONAL) > 10_000:
+        _NATIONAL.clear()
+    _NATIONAL[e164] = str(parsed.national_number)
+    return e164
+
+
+_NATIONAL: dict[str, str] = {}
 
 
 def phone_search_digits(raw: str) -> str:
     """The digits a user would type to find this phone: national number without country code."""
-    e164 = normalize_phone(raw)
-    if e164 is None:
+    known = _NATIONAL.get(raw)
+    if known is not None:
+        return known
+    try:
+        parsed = phonenumbers.parse(raw.strip(), DEFAULT_REGION)
+    except phonenumbers.NumberParseException:
         return _DIGITS.sub("", raw)
-    parsed = phonenumbers.parse(e164)
+    if not phonenumbers.is_valid_number(parsed):
+        return _DIGITS.sub("", raw)
     return str(parsed.national_number)
 
 
@@ -68,11 +86,40 @@ def mask_text(value: str | None) -> str | None:
     return value[:2] + "*" * (len(value) - 4) + value[-2:]
 
 
+class _CachedConverter(UltimateConverter):
+    """pypinyin's own converter with its per-word results memoized: company names repeat words
+    (有限公司, 科技, city names), and the style conversion is most of pypinyin's cost, so bulk
+    imports stay fast while the output is exactly lazy_pinyin's."""
+
+    @lru_cache(maxsize=100_000)  # noqa: B019  (one module-level instance, never freed anyway)
+    def _convert_cached(
+        self, words: str, style: Any, errors: str, strict: bool
+    ) -> tuple[tuple[str, ...], ...]:
+        converted = super().convert(words, style, False, errors, strict)
+        return tuple(tuple(x) for x in converted)
+
+    def convert(
+        self,
+        words: str,
+        style: Style,
+        heteronym: bool,
+        errors: Callable[[str], str] | str,
+        strict: bool = True,
+        **kw: Any,
+    ) -> list[list[str]]:
+        if heteronym or not isinstance(errors, str) or kw:
+            return super().convert(words, style, heteronym, errors, strict, **kw)
+        return [list(x) for x in self._convert_cached(words, style, errors, strict)]
+
+
+_PINYIN = Pinyin(_CachedConverter())
+
+
 def pinyin_forms(text: str) -> tuple[str, str]:
     """Full pinyin and initials of `text` ('张经理' → zhangjingli, zjl)."""
-    full = "".join(lazy_pinyin(text, errors="ignore"))
-    initials = "".join(lazy_pinyin(text, style=Style.FIRST_LETTER, errors="ignore"))
-    return full.lower(), initials.lower()
+    # Style.FIRST_LETTER is the first letter of each NORMAL syllable: one conversion serves both.
+    syllables = _PINYIN.lazy_pinyin(text, errors="ignore")
+    return "".join(syllables).lower(), "".join(s[:1] for s in syllables).lower()
 
 
 def search_text(
@@ -84,7 +131,24 @@ def search_text(
     emails: Iterable[str],
 ) -> str:
     """One lower-cased field the trigram index covers: names, pinyin, code, phone digits, email."""
-    parts = [code.lower(), name.lower(), *pinyin_forms(name)]
+    words = search_words(name=name, contact_names=contact_names, phones=phones, emails=emails)
+    return with_code(code, words)
+
+
+def with_code(code: str, words: str) -> str:
+    """Prefix the code to `search_words` output (bulk imports learn the code last)."""
+    return f"{code.lower()} {words}" if words else code.lower()
+
+
+def search_words(
+    *,
+    name: str,
+    contact_names: Iterable[str],
+    phones: Iterable[str],
+    emails: Iterable[str],
+) -> str:
+    """The search text without the code."""
+    parts = [name.lower(), *pinyin_forms(name)]
     for contact in contact_names:
         if contact:
             parts.extend([contact.lower(), *pinyin_forms(contact)])
@@ -104,5 +168,7 @@ def query_forms(q: str) -> tuple[str, str | None]:
     if stripped.isdigit() and len(stripped) >= 4:
         if len(stripped) > 11 and stripped.startswith("86"):
             stripped = stripped[2:]  # +86 typed in front of a mainland number
+        # A landline's trunk 0 (021…, 0755…) is not part of the stored national number.
+        stripped = stripped.lstrip("0") or stripped
         return text, stripped
     return text, None

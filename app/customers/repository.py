@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
+import time
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     ColumnElement,
@@ -24,6 +26,7 @@ from sqlalchemy import (
     select,
     text,
     true,
+    tuple_,
     type_coerce,
     update,
 )
@@ -34,10 +37,10 @@ from sqlalchemy.dialects.postgresql import (
     aggregate_order_by,
     insert,
 )
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.auth.principal import Principal
-from app.models.customer import Customer, CustomField, SourceChannel
+from app.models.customer import Customer, CustomerCodeCounter, CustomField, SourceChannel
 from app.models.tag import CustomerTag, Tag, TagCategory
 
 C = Customer.__table__.c
@@ -80,6 +83,7 @@ READ_COLUMNS = [
     C.name,
     C.contacts,
     C.phone,
+    C.raw_phone,
     C.email,
     C.industry,
     C.province,
@@ -169,17 +173,15 @@ async def customer_id_for(
 async def get(
     session: AsyncSession, principal: Principal, code: str, *, include_deleted: bool = False
 ) -> dict[str, Any] | None:
-    row = (
-        (
-            await session.execute(
-                select(*READ_COLUMNS).where(
-                    C.code == code, readable(principal, include_deleted=include_deleted)
-                )
-            )
+    # Core execution on the session's connection: the same SQL without the ORM session's
+    # per-statement machinery (a hot path; see bench/results notes).
+    conn = await session.connection()
+    result = await conn.execute(
+        select(*READ_COLUMNS).where(
+            C.code == code, readable(principal, include_deleted=include_deleted)
         )
-        .mappings()
-        .first()
     )
+    row = result.mappings().first()
     return dict(row) if row else None
 
 
@@ -200,22 +202,63 @@ async def lock_for_update(
     return dict(row) if row else None
 
 
+def format_code(day: date, number: int) -> str:
+    return f"C{day:%Y%m%d}{number:03d}"
+
+
 async def next_code(session: AsyncSession, day: date) -> str:
     """Take the next per-day number. The counter row stays locked until commit: gap-free."""
-    value = await session.scalar(
+    return format_code(day, await reserve_codes(session, day, 1))
+
+
+async def reserve_codes(session: AsyncSession | AsyncConnection, day: date, count: int) -> int:
+    """Take `count` consecutive numbers of `day` with one statement; returns the first."""
+    last = await session.scalar(
         text(
-            "INSERT INTO customer_code_counters (day, last_value) VALUES (:day, 1) "
-            "ON CONFLICT (day) DO UPDATE SET last_value = customer_code_counters.last_value + 1 "
-            "RETURNING last_value"
+            "INSERT INTO customer_code_counters (day, last_value) VALUES (:day, :n) "
+            "ON CONFLICT (day) DO UPDATE "
+            "SET last_value = customer_code_counters.last_value + :n RETURNING last_value"
         ),
-        {"day": day},
+        {"day": day, "n": count},
     )
-    assert value is not None
-    return f"C{day:%Y%m%d}{int(value):03d}"
+    assert last is not None
+    return int(last) - count + 1
 
 
 # A new customer has no tags yet (and INSERT ... RETURNING cannot correlate the subquery).
 _INSERT_RETURNING = [col for col in READ_COLUMNS if col is not TAGS]
+
+
+async def insert_with_code(
+    session: AsyncSession, day: date, values: dict[str, Any], search_rest: str
+) -> dict[str, Any]:
+    """Take the day's next code and insert the customer in ONE statement.
+
+    The counter row stays locked until commit (codes stay gap-free); doing both in one round
+    trip, after every lookup, keeps that lock as short as the transaction allows."""
+    counter = CustomerCodeCounter
+    seq = (
+        insert(counter)
+        .values(day=day, last_value=1)
+        .on_conflict_do_update(index_elements=["day"], set_={"last_value": counter.last_value + 1})
+        .returning(counter.last_value)
+        .cte("seq")
+    )
+    number = cast(seq.c.last_value, Text)
+    code = literal(f"C{day:%Y%m%d}") + case(
+        (seq.c.last_value < 1000, func.lpad(number, 3, "0")), else_=number
+    )
+    names = list(values)
+    selected = [literal(values[n], type_=C[n].type) for n in names]
+    query = select(code, func.lower(code) + literal(" " + search_rest), *selected).select_from(seq)
+    stmt = (
+        insert(Customer)
+        .from_select(["code", "search_text", *names], query)
+        .add_cte(seq)
+        .returning(*_INSERT_RETURNING)
+    )
+    row = (await session.execute(stmt)).mappings().one()
+    return {**row, "tags": []}
 
 
 async def insert_customer(session: AsyncSession, values: dict[str, Any]) -> dict[str, Any]:
@@ -310,17 +353,74 @@ async def user_exists(session: AsyncSession, user_id: int) -> bool:
 # ---- source channels and custom fields -------------------------------------------------------
 
 
-async def source_channels(session: AsyncSession) -> list[SourceChannel]:
-    return list((await session.scalars(select(SourceChannel).order_by(SourceChannel.code))).all())
+class SourceDef(NamedTuple):
+    code: str
+    label: str
+    aliases: list[str]
+    active: bool
 
 
-async def custom_fields(
-    session: AsyncSession, *, include_retired: bool = False
-) -> list[CustomField]:
-    stmt = select(CustomField).order_by(CustomField.id)
-    if not include_retired:
-        stmt = stmt.where(CustomField.retired_at.is_(None))
-    return list((await session.scalars(stmt)).all())
+class FieldDef(NamedTuple):
+    key: str
+    label: str
+    type: str
+    options: list[str]
+    required: bool
+    retired: bool
+
+
+# Definitions are read on every customer write; a short per-process cache saves the round
+# trips. A change made in this process clears it at once; other processes see it within the TTL.
+DEFINITIONS_TTL_SECONDS = 5.0
+_definitions: dict[str, tuple[float, Any]] = {}
+
+
+def clear_definition_cache() -> None:
+    _definitions.clear()
+
+
+async def _cached(key: str, load: Any) -> Any:
+    hit = _definitions.get(key)
+    now = time.monotonic()
+    if hit is not None and now - hit[0] < DEFINITIONS_TTL_SECONDS:
+        return hit[1]
+    value = await load()
+    _definitions[key] = (now, value)
+    return value
+
+
+async def source_channels(session: AsyncSession) -> list[SourceDef]:
+    async def load() -> list[SourceDef]:
+        rows = await session.execute(
+            select(
+                SourceChannel.code, SourceChannel.label, SourceChannel.aliases, SourceChannel.active
+            ).order_by(SourceChannel.code)
+        )
+        return [SourceDef(r.code, r.label, list(r.aliases), r.active) for r in rows]
+
+    result: list[SourceDef] = await _cached("sources", load)
+    return result
+
+
+async def custom_fields(session: AsyncSession, *, include_retired: bool = False) -> list[FieldDef]:
+    async def load() -> list[FieldDef]:
+        rows = await session.execute(
+            select(
+                CustomField.key,
+                CustomField.label,
+                CustomField.type,
+                CustomField.options,
+                CustomField.required,
+                CustomField.retired_at,
+            ).order_by(CustomField.id)
+        )
+        return [
+            FieldDef(r.key, r.label, r.type, list(r.options), r.required, r.retired_at is not None)
+            for r in rows
+        ]
+
+    every: list[FieldDef] = await _cached("fields", load)
+    return every if include_retired else [f for f in every if not f.retired]
 
 
 # ---- list ------------------------------------------------------------------------------------
@@ -336,23 +436,46 @@ SORT_COLUMNS = {
 }
 
 
-def search_condition(text_q: str, digits: str | None) -> tuple[ColumnElement[bool], Any]:
-    """Substring (trigram-indexed ILIKE) or fuzzy word similarity; the score ranks results."""
-    like = "%" + text_q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    conds: list[ColumnElement[bool]] = [C.search_text.ilike(like)]
+_CODE_SHAPE = re.compile(r"^c\d{9,}$")
+
+
+def search_condition(
+    text_q: str, digits: str | None, *, fuzzy: bool = False
+) -> tuple[ColumnElement[bool], Any]:
+    """What `q` matches, and a score that ranks it.
+
+    A code finds its customer exactly; digits find phones by substring; text finds names,
+    pinyin and emails by trigram-indexed substring, and with `fuzzy` also by word similarity
+    (typos) — a costlier search the list runs only when the substring finds too few. One or two
+    Chinese characters are too short for trigrams: they match names by prefix (btree)."""
+    # float8 throughout, so a score survives the JSON round trip of a cursor exactly.
+    if _CODE_SHAPE.match(text_q):
+        return C.code == text_q.upper(), cast(literal(3.0), DOUBLE_PRECISION)
     if digits:
-        conds.append(C.search_text.like("%" + digits + "%"))
-    if len(text_q) >= 3:
+        cond: ColumnElement[bool] = C.search_text.like("%" + digits + "%")
+        return cond, cast(func.word_similarity(digits, C.search_text), DOUBLE_PRECISION)
+    escaped = text_q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    if len(text_q) <= 2 and not text_q.isascii():
+        cond = or_(C.name.like(escaped + "%"), C.name == text_q)
+        return cond, cast(case((C.name == text_q, 1.0), else_=0.5), DOUBLE_PRECISION)
+    conds: list[ColumnElement[bool]] = [C.search_text.ilike("%" + escaped + "%")]
+    if fuzzy and len(text_q) >= 3:
         # `<%` is word_similarity above pg_trgm.word_similarity_threshold: tolerates typos.
         conds.append(literal(text_q).op("<%")(C.search_text))
-    # float8 throughout, so a score survives the JSON round trip of a cursor exactly.
     score = cast(
-        case((func.lower(C.code) == text_q, 2.0), else_=0.0)
-        + case((func.lower(C.name) == text_q, 1.0), else_=0.0)
+        case((func.lower(C.name) == text_q, 1.0), else_=0.0)
         + cast(func.word_similarity(text_q, C.search_text), DOUBLE_PRECISION),
         DOUBLE_PRECISION,
     )
     return or_(*conds), score
+
+
+def can_be_fuzzy(q: str) -> bool:
+    """Whether a wider, typo-tolerant second search makes sense for `q`."""
+    from app.customers.normalize import query_forms
+
+    text_q, digits = query_forms(q)
+    return not digits and len(text_q) >= 3 and not _CODE_SHAPE.match(text_q)
 
 
 def filter_conditions(
@@ -450,6 +573,45 @@ def _coerce(col: Any, value: Any) -> Any:
     return value
 
 
+# Sort columns that are never NULL: a plain (column, id) keyset lets the index deliver order.
+NOT_NULL_SORTS = {"created_at", "updated_at", "name", "code"}
+
+
+def _visibility(principal: Principal, filters: dict[str, Any]) -> ColumnElement[bool]:
+    """`readable`, without its owner clause when the owner filter already lies within it (a
+    rep listing their own or the pool): the redundant OR misleads the planner's estimates."""
+    owners = set(filters.get("owner") or [])
+    mine = {"me", "none", str(principal.user_id)}
+    if principal.own_customers_only and owners and owners <= mine:
+        live: ColumnElement[bool] = C.deleted_at.is_(None)
+        return live
+    return readable(principal)
+
+
+def list_conditions(
+    principal: Principal,
+    filters: dict[str, Any],
+    now: datetime,
+    extra: list[ColumnElement[bool]] | None = None,
+    *,
+    fuzzy: bool = False,
+) -> tuple[list[ColumnElement[bool]], Any]:
+    """The WHERE of a filtered list the caller may see, and the search score when `q` is set."""
+    conds = [
+        _visibility(principal, filters),
+        *filter_conditions(filters, principal, now),
+        *(extra or []),
+    ]
+    score = None
+    if filters.get("q"):
+        from app.customers.normalize import query_forms
+
+        text_q, digits = query_forms(filters["q"])
+        cond, score = search_condition(text_q, digits, fuzzy=fuzzy)
+        conds.append(cond)
+    return conds, score
+
+
 def list_statement(
     principal: Principal,
     filters: dict[str, Any],
@@ -459,29 +621,30 @@ def list_statement(
     limit: int,
     now: datetime,
     extra: list[ColumnElement[bool]] | None = None,
+    fuzzy: bool = False,
 ) -> Select[Any]:
-    conds = [readable(principal), *filter_conditions(filters, principal, now), *(extra or [])]
-    q = filters.get("q")
-    score = None
-    if q:
-        from app.customers.normalize import query_forms
-
-        text_q, digits = query_forms(q)
-        cond, score = search_condition(text_q, digits)
-        conds.append(cond)
+    conds, score = list_conditions(principal, filters, now, extra, fuzzy=fuzzy)
     if sort == "relevance":
         if score is None:
             sort = "-created_at"
         else:
             stmt = select(*READ_COLUMNS, score.label("_score")).where(*conds)
             if after is not None:
-                s_val, s_id = after
+                s_val, s_id = after[0], after[1]
                 conds_after = or_(score < s_val, and_(score == s_val, C.id > s_id))
                 stmt = stmt.where(conds_after)
             return stmt.order_by(score.desc(), C.id.asc()).limit(limit)
     desc = sort.startswith("-")
-    col = SORT_COLUMNS[sort.lstrip("-")]
+    name = sort.lstrip("-")
+    col = SORT_COLUMNS[name]
     stmt = select(*READ_COLUMNS, col.label("_sort")).where(*conds)
+    if name in NOT_NULL_SORTS:
+        if after is not None:
+            c_val, c_id = _coerce(col, after[1]), after[2]
+            key = tuple_(col, C.id)
+            stmt = stmt.where(key < (c_val, c_id) if desc else key > (c_val, c_id))
+        order = [col.desc(), C.id.desc()] if desc else [col.asc(), C.id.asc()]
+        return stmt.order_by(*order).limit(limit)
     if after is not None:
         c_null, c_val, c_id = after
         c_val = _coerce(col, c_val)
@@ -507,7 +670,11 @@ def member_conditions(
 ) -> list[ColumnElement[bool]]:
     """The customers matching `filters` that `principal` may see (count and bulk tagging; the
     list builds the same conditions with its ranking score)."""
-    conds = [readable(principal), *filter_conditions(filters, principal, now), *(extra or [])]
+    conds = [
+        _visibility(principal, filters),
+        *filter_conditions(filters, principal, now),
+        *(extra or []),
+    ]
     if filters.get("q"):
         from app.customers.normalize import query_forms
 

@@ -202,6 +202,10 @@ class CustomerRead(BaseModel):
     name: str
     contacts: list[dict[str, Any]]
     phone: str | None
+    raw_phone: str | None = Field(
+        default=None,
+        description="A phone as written in an imported sheet that did not parse (to_verify).",
+    )
     email: str | None
     industry: str | None
     industry_label: str | None

@@ -27,7 +27,14 @@ from app.core.errors import (
 from app.core.pagination import decode_cursor, encode_cursor
 from app.customers import repository as repo
 from app.customers.industries import industry_label
-from app.customers.normalize import mask_email, mask_name, mask_phone, mask_text, search_text
+from app.customers.normalize import (
+    mask_email,
+    mask_name,
+    mask_phone,
+    mask_text,
+    search_words,
+    with_code,
+)
 from app.customers.schemas import CustomerCreate, CustomerFilter, CustomerUpdate
 from app.identity import repository as identity_repo
 from app.identity.names import name_key
@@ -35,7 +42,7 @@ from app.privacy import sensitive
 from app.segments import repository as segments_repo
 
 # Fields whose values are personal data: masked for callers without pii:read, and in audit rows.
-PII_FIELDS = ("phone", "email")
+PII_FIELDS = ("phone", "raw_phone", "email")
 NOT_FOUND = ("Customer not found.", "客户不存在。")
 
 
@@ -86,6 +93,7 @@ def to_public(row: dict[str, Any], principal: Principal) -> dict[str, Any]:
         "name": row["name"],
         "contacts": contacts if pii else _mask_contacts(contacts),
         "phone": row["phone"] if pii else mask_phone(row["phone"]),
+        "raw_phone": row["raw_phone"] if pii else mask_phone(row["raw_phone"]),
         "email": row["email"] if pii else mask_email(row["email"]),
         "industry": industry,
         "industry_label": industry_label(industry) if industry else None,
@@ -151,6 +159,7 @@ def audit_view(row: dict[str, Any]) -> dict[str, Any]:
     holds PII and an erasure never has to touch it (the hash chain keeps verifying)."""
     view = {k: v for k, v in row.items() if k not in AUDIT_SKIP}
     view["phone"] = mask_phone(row.get("phone"))
+    view["raw_phone"] = mask_phone(row.get("raw_phone"))
     view["email"] = mask_email(row.get("email"))
     view["contacts"] = [
         {**c, "name": mask_name(c.get("name"))} for c in _mask_contacts(row.get("contacts") or [])
@@ -203,19 +212,27 @@ async def require_writable(session: AsyncSession, principal: Principal, code: st
 # ---- validation ------------------------------------------------------------------------------
 
 
-async def _resolve_source(session: AsyncSession, value: str) -> str:
-    channels = await repo.source_channels(session)
+def match_source(channels: list[repo.SourceDef], value: str) -> str | None:
+    """The active channel a code, label or alias names; None when none does."""
     key = value.strip().lower()
     for ch in channels:
         if not ch.active:
             continue
         if key == ch.code or key == ch.label.lower() or key in (a.lower() for a in ch.aliases):
             return ch.code
+    return None
+
+
+async def _resolve_source(session: AsyncSession, value: str) -> str:
+    channels = await repo.source_channels(session)
+    code = match_source(channels, value)
+    if code is not None:
+        return code
     allowed = ", ".join(f"{c.code} ({c.label})" for c in channels if c.active)
     raise ValidationFailed(errors=[field_error("source", f"must be one of: {allowed}", "enum")])
 
 
-def _custom_value(key: str, ftype: str, options: list[str], value: Any) -> Any:
+def custom_value(key: str, ftype: str, options: list[str], value: Any) -> Any:
     def bad(msg: str) -> ValidationFailed:
         return ValidationFailed(errors=[field_error(f"custom.{key}", msg)])
 
@@ -269,7 +286,7 @@ async def _validate_custom(
             merged.pop(key, None)
             continue
         try:
-            merged[key] = _custom_value(key, f.type, list(f.options), value)
+            merged[key] = custom_value(key, f.type, list(f.options), value)
         except ValidationFailed as exc:
             errors.extend(exc.errors or [])
     for key, f in fields.items():
@@ -312,15 +329,37 @@ def _columns_from(data: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
-def search_text_of(record: dict[str, Any]) -> str:
+def record_search_text(record: dict[str, Any]) -> str:
+    """The search text of a record (its code included)."""
+    return with_code(record["code"], record_search_words(record))
+
+
+def record_search_words(record: dict[str, Any]) -> str:
+    """The search text of a record before it has a code (bulk imports take codes last)."""
     contacts = record.get("contacts") or []
-    return search_text(
-        code=record["code"],
+    return search_words(
         name=record["name"],
         contact_names=[c.get("name") or "" for c in contacts],
-        phones=[record.get("phone") or "", *(p for c in contacts for p in c.get("phones") or [])],
+        phones=[
+            record.get("phone") or "",
+            record.get("raw_phone") or "",
+            *(p for c in contacts for p in c.get("phones") or []),
+        ],
         emails=[record.get("email") or "", *(c.get("email") or "" for c in contacts)],
     )
+
+
+def fill_create_defaults(values: dict[str, Any]) -> None:
+    """Defaults and derived dates of a new record (shared with the importer)."""
+    if values.get("contacts") is None:
+        values["contacts"] = []
+    for key in ("need_tags", "products"):
+        if values.get(key) is None:
+            values.pop(key, None)
+    if values.get("cooperation_status") == "active" and not values.get("first_cooperation_date"):
+        values["first_cooperation_date"] = local_today()
+    if values.get("kind") is None:
+        values["kind"] = "enterprise"
 
 
 # ---- writing ---------------------------------------------------------------------------------
@@ -365,27 +404,14 @@ async def create(
     if values.get("source"):
         values["source"] = await _resolve_source(session, values["source"])
     values["custom"] = await _validate_custom(session, values.get("custom"), {}, creating=True)
-    if values.get("contacts") is None:
-        values["contacts"] = []
-    for key in ("need_tags", "products"):
-        if values.get(key) is None:
-            values.pop(key, None)
-    if values.get("cooperation_status") == "active" and not values.get("first_cooperation_date"):
-        values["first_cooperation_date"] = local_today()
-    if values.get("kind") is None:
-        values["kind"] = "enterprise"
+    fill_create_defaults(values)
 
-    code = await repo.next_code(session, local_today())
-    values.update(
-        code=code,
-        owner_id=owner_id,
-        created_by=principal.subject,
-        updated_by=principal.subject,
-    )
+    values.update(owner_id=owner_id, created_by=principal.subject, updated_by=principal.subject)
     values["flags"] = compute_flags(values, [])
-    values["search_text"] = search_text_of(values)
     values["name_key"] = name_key(values["name"])
-    row = await repo.insert_customer(session, values)
+    rest = record_search_words(values)
+    row = await repo.insert_with_code(session, local_today(), values, rest)
+    code = row["code"]
     await identity_repo.record_candidates_for(session, row["id"])
     if CLASS_INPUTS & values.keys():
         row = await _reclassified(session, principal, row)
@@ -499,8 +525,9 @@ async def update(
     ):
         patch["first_cooperation_date"] = local_today()
     if patch.get("phone"):
-        # A valid phone was just given: nothing left to verify.
+        # A valid phone was just given: nothing left to verify, and the raw one is superseded.
         patch["flags"] = [f for f in before["flags"] if f != "to_verify"]
+        patch["raw_phone"] = None
     after = {**before, **patch}
     patch["flags"] = compute_flags(after, patch.get("flags", before["flags"]))
     after["flags"] = patch["flags"]
@@ -509,7 +536,7 @@ async def update(
     if not changes:
         return to_public(before, principal)
     if {"name", "contacts", "phone", "email"} & patch.keys():
-        patch["search_text"] = search_text_of(after)
+        patch["search_text"] = record_search_text(after)
     if "name" in patch:
         patch["name_key"] = name_key(patch["name"])
     patch["updated_by"] = principal.subject
@@ -599,7 +626,7 @@ async def custom_filter_conditions(
         if f.type == "bool":
             value = raw_value.lower() in {"true", "1", "yes"}
         elif f.type in {"number", "date", "enum"}:
-            value = _custom_value(key, f.type, list(f.options), raw_value)
+            value = custom_value(key, f.type, list(f.options), raw_value)
         if op != "eq" and f.type == "number":
             value = Decimal(str(value))
         conds.append(repo.custom_condition(key, op, value, f.type))
@@ -643,6 +670,31 @@ def _cursor_value(value: Any) -> Any:
     return value
 
 
+async def _page(
+    session: AsyncSession,
+    principal: Principal,
+    fdict: dict[str, Any],
+    sort: str,
+    after: list[Any] | None,
+    limit: int,
+    now: datetime,
+    extra: list[ColumnElement[bool]],
+    fuzzy: bool,
+) -> list[Any]:
+    stmt = repo.list_statement(
+        principal,
+        fdict,
+        sort=sort,
+        after=after,
+        limit=limit + 1,
+        now=now,
+        extra=extra,
+        fuzzy=fuzzy,
+    )
+    conn = await session.connection()  # Core execution: no ORM machinery on the hot path
+    return list((await conn.execute(stmt)).mappings().all())
+
+
 async def list_customers(
     session: AsyncSession,
     principal: Principal,
@@ -656,20 +708,29 @@ async def list_customers(
     sort = sort or ("relevance" if filters.q else "-created_at")
     if sort.lstrip("-") == "contract_amount" and not principal.sees_contract_amount:
         raise ValidationFailed(errors=[field_error("sort", "not allowed for your role")])
-    after = decode_cursor(cursor, 2 if sort == "relevance" else 3)
+    after = decode_cursor(cursor, 3)
     extra = await custom_filter_conditions(session, filters.custom)
     fdict = filters.model_dump()
     now = datetime.now(UTC)
-    stmt = repo.list_statement(
-        principal, fdict, sort=sort, after=after, limit=limit + 1, now=now, extra=extra
-    )
-    rows = (await session.execute(stmt)).mappings().all()
+    # Search is exact substring first; only when that finds less than a page does a first page
+    # widen to typo-tolerant matching, and its cursor carries the choice to later pages.
+    fuzzy = bool(after and sort == "relevance" and after[2])
+    rows = await _page(session, principal, fdict, sort, after, limit, now, extra, fuzzy)
+    if (
+        sort == "relevance"
+        and after is None
+        and len(rows) < limit
+        and filters.q
+        and repo.can_be_fuzzy(filters.q)
+    ):
+        fuzzy = True
+        rows = await _page(session, principal, fdict, sort, after, limit, now, extra, fuzzy)
     items = [to_public(dict(r), principal) for r in rows[:limit]]
     next_cursor = None
     if len(rows) > limit:
         last = rows[limit - 1]
         if sort == "relevance":
-            next_cursor = encode_cursor([float(last["_score"]), last["id"]])
+            next_cursor = encode_cursor([float(last["_score"]), last["id"], fuzzy])
         else:
             value = last["_sort"]
             next_cursor = encode_cursor([value is None, _cursor_value(value), last["id"]])

@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.audit import service as audit
 from app.auth.principal import Principal
 from app.core.errors import Conflict, NotFound, ValidationFailed, field_error
+from app.customers.repository import clear_definition_cache
 from app.fields.schemas import CustomFieldCreate, CustomFieldRead, CustomFieldUpdate
 from app.models.customer import CustomField
 
@@ -46,6 +47,7 @@ async def create(
     f = CustomField(**data.model_dump())
     session.add(f)
     await session.flush()
+    clear_definition_cache()
     await session.refresh(f)
     await audit.record(
         session,
@@ -83,6 +85,7 @@ async def update(
             setattr(f, attr, patch[attr])
     if changes:
         await session.flush()
+        clear_definition_cache()
         await audit.record(
             session,
             actor=principal,
@@ -100,6 +103,7 @@ async def retire(session: AsyncSession, principal: Principal, key: str) -> None:
     if f.retired_at is None:
         f.retired_at = func.now()
         await session.flush()
+        clear_definition_cache()
         await audit.record(
             session,
             actor=principal,

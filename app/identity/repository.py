@@ -6,7 +6,7 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, or_, select, text
+from sqlalchemy import and_, func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -179,3 +179,17 @@ async def list_candidates(
         score, cid = Decimal(str(after[0])), int(after[1])
         stmt = stmt.where(or_(D.score < score, and_(D.score == score, D.id > cid)))
     return [dict(r) for r in (await session.execute(stmt)).mappings().all()]
+
+
+async def count_pending(session: AsyncSession, principal: Principal) -> int:
+    a = aliased(Customer)
+    b = aliased(Customer)
+    D = DuplicateCandidate
+    count = await session.scalar(
+        select(func.count())
+        .select_from(D)
+        .join(a, a.id == D.customer_a)
+        .join(b, b.id == D.customer_b)
+        .where(D.status == "pending", readable_for(principal, a), readable_for(principal, b))
+    )
+    return int(count or 0)

@@ -249,7 +249,7 @@ async def merge(
     if patch:
         after = {**survivor, **patch}
         patch["flags"] = customers.compute_flags(after, patch.get("flags", survivor["flags"]))
-        patch["search_text"] = customers.search_text_of(after)
+        patch["search_text"] = customers.record_search_text(after)
         patch["updated_by"] = principal.subject
         new_row = await customers_repo.update_customer(session, survivor["id"], patch)
     else:
@@ -360,7 +360,7 @@ async def undo(session: AsyncSession, principal: Principal, merge_id: int) -> di
         if k in C and k not in {"id", "code", "version", "created_at", "updated_at"}
     }
     restore_cols = _typed(restore_cols)
-    restore_cols["search_text"] = customers.search_text_of({**before, **restore_cols})
+    restore_cols["search_text"] = customers.record_search_text({**before, **restore_cols})
     restore_cols["updated_by"] = principal.subject
     row = await customers_repo.update_customer(session, survivor_id, restore_cols)
     await session.execute(

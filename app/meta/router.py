@@ -16,6 +16,7 @@ from app.core.db import SessionDep
 from app.core.errors import Conflict, NotFound, field_error
 from app.customers import enums
 from app.customers.industries import all_industries
+from app.customers.repository import clear_definition_cache
 from app.models.customer import SourceChannel
 
 router = APIRouter(prefix="/meta", tags=["meta"])
@@ -87,6 +88,7 @@ async def create_source(
     s = SourceChannel(code=body.code, label=body.label, aliases=body.aliases, builtin=False)
     session.add(s)
     await session.flush()
+    clear_definition_cache()
     await audit.record(
         session,
         actor=principal,
@@ -117,6 +119,7 @@ async def update_source(
             setattr(s, attr, value)
     if changes:
         await session.flush()
+        clear_definition_cache()
         await audit.record(
             session,
             actor=principal,

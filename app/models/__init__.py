@@ -10,6 +10,7 @@ from app.models.customer import (
     SourceChannel,
 )
 from app.models.identity import CustomerMerge, DuplicateCandidate, WebhookInbox, WebhookSource
+from app.models.imports import ImportIssue, ImportJob
 from app.models.interaction import Interaction, Task
 from app.models.saved_segment import SavedSegment
 from app.models.segment import SegmentRuleSet, SegmentSweep, TierChange
@@ -26,6 +27,8 @@ __all__ = [
     "CustomerTag",
     "DuplicateCandidate",
     "IdempotencyKey",
+    "ImportIssue",
+    "ImportJob",
     "Interaction",
     "LoginFailure",
     "RefreshToken",

@@ -39,6 +39,8 @@ class Customer(Timestamped, Base):
         JSONB, nullable=False, server_default="[]"
     )
     phone: Mapped[str | None] = mapped_column(String(20))
+    # A phone as written in a legacy sheet when it does not parse (flagged to_verify).
+    raw_phone: Mapped[str | None] = mapped_column(Text)
     email: Mapped[str | None] = mapped_column(CITEXT)
     industry: Mapped[str | None] = mapped_column(String(2))
     province: Mapped[str | None] = mapped_column(String(40))

@@ -28,8 +28,6 @@ SCRUB: list[tuple[str, str, str]] = [
     ("tasks", "title", "'[已擦除]'"),
     ("tasks", "note", "NULL"),
     ("webhook_inbox", "payload", "'{}'::jsonb"),
-    ("import_errors", "value", "NULL"),
-    ("import_rows", "data", "'{}'::jsonb"),
 ]
 
 
@@ -267,6 +265,7 @@ async def erase(session: AsyncSession, principal: Principal, code: str) -> dict[
             name=placeholder,
             contacts=[],
             phone=None,
+            raw_phone=None,
             email=None,
             address=None,
             occupation=None,
@@ -305,6 +304,15 @@ async def erase(session: AsyncSession, principal: Principal, code: str) -> dict[
             {"id": customer_id},
         )
         scrubbed[f"{table}.{column}"] = int(result.rowcount or 0)  # type: ignore[attr-defined]
+    # Import error reports are keyed by file row, not customer: clear the cells that hold one of
+    # this customer's identifiers.
+    identifiers = _identifiers(row)
+    if identifiers:
+        result = await session.execute(
+            text("UPDATE import_errors SET value = NULL WHERE value = ANY(:v)"),
+            {"v": identifiers},
+        )
+        scrubbed["import_errors.value"] = int(result.rowcount or 0)  # type: ignore[attr-defined]
     await audit.record(
         session,
         actor=principal,
@@ -314,6 +322,23 @@ async def erase(session: AsyncSession, principal: Principal, code: str) -> dict[
         changes={"scrubbed": scrubbed},
     )
     return {"code": code, "erased_at": now, "scrubbed": scrubbed}
+
+
+def _identifiers(row: dict[str, Any]) -> list[str]:
+    """Strings that identify the customer as a sheet would hold them (phones in usual forms)."""
+    from app.customers.normalize import phone_search_digits
+
+    values: set[str] = set()
+    phones = [row.get("phone"), row.get("raw_phone")]
+    for contact in row.get("contacts") or []:
+        phones.extend(contact.get("phones") or [])
+        values.update(v for v in (contact.get("name"), contact.get("email")) if v)
+    for phone in phones:
+        if phone:
+            digits = phone_search_digits(phone)
+            values.update({phone, digits, "+86" + digits, "0" + digits})
+    values.update(v for v in (row.get("email"), row.get("name")) if v)
+    return sorted(values)
 
 
 async def flag_due_for_erasure(session: AsyncSession, retention_days: int) -> int:
