@@ -773,8 +773,24 @@ def markdown(report: dict[str, Any]) -> str:
                 f"| {label.replace('_', ' ')} | {r['seconds']:.2f} | {r['matched']:,} "
                 f"| {r['changed']:,} |"
             )
-    if figures.get("import"):
-        out += ["", f"Import: {figures['import']['status']} — {figures['import']['note']}"]
+    imp = figures.get("import")
+    if imp and imp.get("status") == "measured":
+        ratio = imp["import_vs_raw_customer_copy"]
+        out += [
+            "",
+            f"## Import ({imp['rows']:,} template rows, the job runner: `bench.import_rate`)",
+            "",
+            f"- import: **{imp['import_rows_per_s']:,} rows/s** (upload checks "
+            f"{imp['upload_checks_s']} s, job {imp['job_s']} s; {imp['imported']:,} imported, "
+            f"{imp['failed']:,} failed, job {imp['job_status']})",
+            f"- raw COPY of the same customer rows (binary, same indexes): "
+            f"{imp['raw_copy_customer_rows_per_s']:,} rows/s; COPY of the CSV text: "
+            f"{imp['raw_copy_csv_text_rows_per_s']:,} rows/s",
+            f"- import / raw COPY: **{ratio:.0%}** (target ≥ 50%: "
+            f"{'ok' if ratio >= 0.5 else 'MISS'}); into a fresh database, not the base",
+        ]
+    elif imp:
+        out += ["", f"Import: {imp['status']} — {imp['note']}"]
     if report.get("statements"):
         out += [
             "",
