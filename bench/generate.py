@@ -1019,7 +1019,11 @@ async def verify_sample(conn: asyncpg.Connection, layout: Layout, size: int = 20
     from app.identity.names import name_key
 
     # The service's own builder (public as search_text_of since the customers rework).
-    search_text_of = getattr(service, "search_text_of", None) or service._search_text
+    search_text_of = (
+        getattr(service, "record_search_text", None)
+        or getattr(service, "search_text_of", None)
+        or getattr(service, "_search_text")  # noqa: B009 (builds before the rename)
+    )
 
     rows = await conn.fetch(
         "SELECT code, name, contacts, phone, email, search_text, name_key FROM customers "

@@ -212,20 +212,26 @@ async def capture_plan(
         for i, c in enumerate(caps):
             results = dict(sc.results[i])
             counter_code = None
+            created = None  # the code of a customer the request created
             if name == "create":
-                results["cid"] = await _customer_id(dsn, c.body["code"])
-                counter_code = c.body["code"]
+                created = c.body["code"]
             elif name == "webhook":
                 results["inbox"] = c.body["inbox_id"]
-                results["cid"] = await _customer_id(dsn, c.body["customer_code"])
                 if sc.choices[i]:
                     results["code"] = c.body["customer_code"]  # matched: read from the row
                 else:
-                    counter_code = c.body["customer_code"]  # created: from the counter
+                    created = c.body["customer_code"]
+            if name == "webhook" or created:
+                code = created or c.body["customer_code"]
+                results["cid"] = await _customer_id(dsn, code)
+            if created and capture.counter_returns_code(c.steps):
+                results["code"] = created  # returned by the statement that takes it
+            elif created:
+                counter_code = created  # built from the counter's value
+            if created and not any("customer_code_counters" in st.sql for st in c.steps):
+                raise RuntimeError(f"{name} variant {i} was to create a customer; it did not")
             steps = capture.with_slots(c, sc.inputs[i], results)
             if counter_code is not None:
-                if not any("customer_code_counters" in st.sql for st in steps):
-                    raise RuntimeError(f"{name} variant {i} was to create a customer; it did not")
                 steps = capture.with_code_slot(steps, counter_code)
             variants.append(steps)
             if i == 0:
@@ -542,12 +548,18 @@ def measure_pgbench(
     if warmup:
         pgbench.run(exe, dsn, scripts, defines, seconds=warmup, log_dir=folder / "pgb-log", **kw)
     load_before = os.getloadavg()[0]
-    with WaitSampler(dsn, "pgbench") as waits:
-        r, db = BackendCpu(dsn, "pgbench").used_while(
-            lambda: pgbench.run(
-                exe, dsn, scripts, defines, seconds=seconds, log_dir=folder / "pgb-log", **kw
+    for attempt in range(3):
+        with WaitSampler(dsn, "pgbench") as waits:
+            r, db = BackendCpu(dsn, "pgbench").used_while(
+                lambda: pgbench.run(
+                    exe, dsn, scripts, defines, seconds=seconds, log_dir=folder / "pgb-log", **kw
+                )
             )
-        )
+        # The server is shared: when its connection slots are taken, wait and try again.
+        if attempt == 2 or "too many clients" not in (r.error or ""):
+            break
+        say(f"   (pgbench: no free connection slot; again in {3 * (attempt + 1)} s)")
+        time.sleep(3 * (attempt + 1))
     return {
         "db_cpu_ms_per_request": round(db * 1000 / max(r.transactions, 1), 3),
         "requests": r.transactions,

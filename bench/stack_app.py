@@ -153,7 +153,7 @@ class StackApp:
                     init=_init,
                     reset=_no_reset,
                     # Give idle connections back soon: the server is shared with pgbench's.
-                    max_inactive_connection_lifetime=5,
+                    max_inactive_connection_lifetime=2,
                     server_settings={"application_name": "crm-bench-stack"},
                 )
                 await send({"type": "lifespan.startup.complete"})
