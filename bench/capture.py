@@ -17,15 +17,18 @@ import asyncpg
 import httpx
 from sqlalchemy import event
 
-from bench.plan import CODE, Endpoint, Slot, Step
+from bench.plan import CODE, Endpoint, Sets, Slot, Step
 
 _recording: list[Step] | None = None
+# Per recorded step: (column names, first row) of what it returned, None when nothing.
+_returned: list[tuple[list[str], list[Any]] | None] = []
 
 
 class RecordingConnection(asyncpg.Connection):  # type: ignore[misc]
     async def execute(self, query: str, *args: Any, timeout: float | None = None) -> str:  # noqa: ASYNC109
         if _recording is not None and not args:
             _recording.append(Step("control", query))
+            _returned.append(None)
         result: str = await super().execute(query, *args, timeout=timeout)
         return result
 
@@ -38,6 +41,7 @@ class RecordingConnection(asyncpg.Connection):  # type: ignore[misc]
     ) -> Any:
         if _recording is not None and query.strip() == ";":
             _recording.append(Step("ping", query))
+            _returned.append(None)
         return await super().fetchrow(query, *args, timeout=timeout, record_class=record_class)
 
 
@@ -50,6 +54,12 @@ def _record_statement(
 ) -> None:
     if _recording is not None:
         _recording.append(Step("sql", statement, list(parameters or ())))
+        # The asyncpg adapter has fetched every row by now: keep the first one.
+        rows = getattr(cursor, "_rows", None)
+        first = None
+        if rows and cursor.description:
+            first = ([d[0] for d in cursor.description], list(rows[0]))
+        _returned.append(first)
 
 
 @dataclass
@@ -59,6 +69,7 @@ class Request:
     headers: dict[str, str] = field(default_factory=dict)
     body: Any = None  # JSON-able
     expect: int = 200
+    content: str | None = None  # the body's exact text, when it matters (a signed delivery)
 
 
 @dataclass
@@ -66,11 +77,12 @@ class Captured:
     status: int
     body: Any
     steps: list[Step]
+    returned: list[tuple[list[str], list[Any]] | None] = field(default_factory=list)
 
 
 async def capture(database_url: str, requests: list[Request]) -> list[Captured]:
     """Send each request once to an in-process app and return what it sent to PostgreSQL."""
-    global _recording
+    global _recording, _returned
     from app.core.config import get_settings
     from app.core.db import to_async_url
     from app.main import create_app
@@ -81,23 +93,30 @@ async def capture(database_url: str, requests: list[Request]) -> list[Captured]:
         engine = app.state.engine
         event.listen(engine.sync_engine, "do_connect", _use_recording_class)
         event.listen(engine.sync_engine, "after_cursor_execute", _record_statement)
+        # Connections the start-up opened (resuming imports) predate the recording class.
+        await engine.dispose()
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
             # The first connection runs the dialect's setup queries: keep them out.
             await client.get("/readyz")
             for req in requests:
-                _recording = []
+                _recording, _returned = [], []
                 try:
-                    r = await client.request(
-                        req.method, req.path, headers=req.headers, json=req.body
-                    )
+                    if req.content is not None:
+                        r = await client.request(
+                            req.method, req.path, headers=req.headers, content=req.content
+                        )
+                    else:
+                        r = await client.request(
+                            req.method, req.path, headers=req.headers, json=req.body
+                        )
                 finally:
                     steps, _recording = _recording, None
                 if r.status_code != req.expect:
                     raise RuntimeError(
                         f"{req.method} {req.path} answered {r.status_code}: {r.text[:500]}"
                     )
-                out.append(Captured(r.status_code, r.json(), steps))
+                out.append(Captured(r.status_code, r.json(), steps, _returned))
     return out
 
 
@@ -149,40 +168,99 @@ def main_step(steps: list[Step]) -> int:
 def with_code_slot(steps: list[Step], code: str) -> list[Step]:
     """Replace every argument equal to `code` with the code slot."""
     return [
-        Step(s.kind, s.sql, [Slot(CODE) if a == code else a for a in s.args], s.code_day)
+        Step(
+            s.kind, s.sql, [Slot(CODE) if _same(a, code) else a for a in s.args], s.code_day, s.sets
+        )
         for s in steps
     ]
 
 
-def endpoint(name: str, method: str, captured: list[Captured], *, code: str | None) -> Endpoint:
-    variants = [c.steps for c in captured]
+def _same(a: Any, b: Any) -> bool:
+    return type(a) is type(b) and a == b
+
+
+def with_slots(captured: Captured, inputs: dict[str, Any], results: dict[str, Any]) -> list[Step]:
+    """The steps with per-request values made slots.
+
+    `inputs`: values the request carries (replaced wherever they appear); `results`: values a
+    statement returns (the first statement whose first row holds one sets the slot, and the
+    value is replaced in the statements after it). Values are matched by type and equality:
+    the bench picks them large enough (ids > 1000, inbox ids > 10^9) not to meet others.
+    """
+    out: list[Step] = []
+    setters: dict[str, int] = {}
+    for i, step in enumerate(captured.steps):
+
+        def sub(a: Any) -> Any:
+            if isinstance(a, list):
+                return [sub(x) for x in a]
+            for name, value in inputs.items():
+                if _same(a, value):
+                    return Slot(name)
+            for name, value in results.items():
+                if name in setters and _same(a, value):
+                    return Slot(name)
+            return a
+
+        new = Step(step.kind, step.sql, [sub(a) for a in step.args], step.code_day)
+        returned = captured.returned[i] if i < len(captured.returned) else None
+        if returned is not None:
+            columns, row = returned
+            for name, value in results.items():
+                hit = next((k for k, v in enumerate(row) if _same(v, value)), None)
+                if name not in setters and hit is not None:
+                    setters[name] = i
+                    new.sets.append(Sets(name, columns[hit], hit))
+        out.append(new)
+    missing = [name for name in results if name not in setters]
+    if missing:
+        raise RuntimeError(f"no statement returns the value of slot(s) {missing}")
+    return out
+
+
+def counter_returns_code(steps: list[Step]) -> bool:
+    """The build takes the code and inserts the customer in one statement, which returns the
+    code (a result slot); older builds ran the counter alone (`mark_counter`)."""
+    return any(
+        "customer_code_counters" in s.sql and "INSERT INTO customers" in s.sql for s in steps
+    )
+
+
+def mark_counter(steps: list[Step], *, required: bool) -> None:
+    """The code comes from the per-day counter; mark the statement that returns it."""
+    if counter_returns_code(steps):
+        return
+    counter = [s for s in steps if "customer_code_counters" in s.sql]
+    if not counter and not required:
+        return
+    if len(counter) != 1 or not isinstance(counter[0].args[0], date):
+        raise RuntimeError("cannot find the code counter statement of a create")
+    counter[0].code_day = f"{counter[0].args[0]:%Y%m%d}"
+
+
+def endpoint(
+    name: str,
+    method: str,
+    captured: list[Captured],
+    *,
+    code: str | None,
+    slotted: list[list[Step]] | None = None,
+) -> Endpoint:
+    """`code`: the customer code in every variant (get, create); `slotted`: variants whose
+    slots are already placed (`with_slots`), for the endpoints with several per-request values.
+    """
+    variants = slotted if slotted is not None else [c.steps for c in captured]
     if code is not None:
         variants = [with_code_slot(v, code) for v in variants]
     if method == "POST":
-        # The code comes from the per-day counter; mark the statement that returns it.
         for steps in variants:
-            counter = [s for s in steps if "customer_code_counters" in s.sql]
-            if len(counter) != 1 or not isinstance(counter[0].args[0], date):
-                raise RuntimeError("cannot find the code counter statement of create")
-            # "@": the statement takes the number and inserts the customer at once, returning
-            # its code (the app's create); otherwise it returns the bare counter value.
-            combined = "INSERT INTO customers" in counter[0].sql
-            counter[0].code_day = ("@" if combined else "") + f"{counter[0].args[0]:%Y%m%d}"
-    shapes = {tuple(s.sql for s in v) for v in variants}
-    result = main_step(variants[0])
-    if any(main_step(v) != result for v in variants):
-        # Search runs a second, wider statement when the first finds too few: the answer is
-        # then each variant's last statement (-1), which must be its row-returning one.
-        last_sql = [max(i for i, s in enumerate(v) if s.kind == "sql") for v in variants]
-        if any(main_step(v) != last for v, last in zip(variants, last_sql, strict=True)):
-            raise RuntimeError(
-                f"{name}: variants differ in which statement answers ({len(shapes)})"
-            )
-        result = -1
+            mark_counter(steps, required=name == "create")
+    results = [main_step(v) for v in variants]
     return Endpoint(
         name=name,
         method=method,
         variants=variants,
-        result_step=result,
-        single=name in {"get", "create"},
+        result_step=results[0],
+        single=name not in {"list", "search"},
+        result_steps=results if len(set(results)) > 1 else [],
     )

@@ -97,10 +97,46 @@ def _headers(req: Request) -> dict[str, str]:
 
 
 def _body_text(req: Request) -> str | None:
+    if req.content is not None:
+        return req.content
     return None if req.body is None else json.dumps(req.body, ensure_ascii=False)
 
 
+FRESH = """
+local reqs = {}
+local i = 0
+init = function(args)
+  local f = io.open(os.getenv("BENCH_WRK_REQUESTS"), "rb")
+  while true do
+    local line = f:read("*l")
+    if not line then break end
+    reqs[#reqs + 1] = f:read(tonumber(line))
+  end
+  f:close()
+end
+request = function()
+  i = i + 1
+  if i > #reqs then i = 1 end  -- past the end a delivery would repeat: the run fails
+  return reqs[i]
+end
+"""
+
+# Deliveries signed per second of load: more than any endpoint here serves.
+FRESH_PER_SECOND = 2500
+
+
+def write_fresh(scenario: Scenario, host: str, count: int, path: Path) -> None:
+    """`count` new requests (signed now, unique ids) as length-prefixed raw HTTP."""
+    assert scenario.fresh is not None
+    with path.open("wb") as f:
+        for r in scenario.fresh(count):
+            raw = _raw(r.method, r.path, host, _headers(r), _body_text(r))
+            f.write(f"{len(raw)}\n".encode() + raw)
+
+
 def lua_script(scenario: Scenario) -> str:
+    if scenario.fresh is not None:
+        return FRESH + DONE
     if scenario.name == "get":
         req = scenario.requests[0]
         return f"""
@@ -139,6 +175,13 @@ def run_wrk(
     script.write_text(lua_script(scenario))
     out = folder / f"{scenario.name}-wrk.json"
     out.unlink(missing_ok=True)
+    env = os.environ | {"BENCH_WRK_OUT": str(out)}
+    fresh = 0
+    if scenario.fresh is not None:
+        fresh = FRESH_PER_SECOND * seconds
+        requests_file = folder / f"{scenario.name}-requests.bin"
+        write_fresh(scenario, urlsplit(base_url).netloc, fresh, requests_file)
+        env["BENCH_WRK_REQUESTS"] = str(requests_file)
     cmd = [wrk, "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s"]
     cmd += ["-s", str(script), base_url]
     proc = subprocess.run(  # noqa: S603 (our own command line)
@@ -146,11 +189,13 @@ def run_wrk(
         capture_output=True,
         text=True,
         timeout=seconds + 60,
-        env=os.environ | {"BENCH_WRK_OUT": str(out)},
+        env=env,
     )
     if not out.exists():
         raise RuntimeError(f"wrk failed: {proc.stdout[-400:]} {proc.stderr[-400:]}")
     data = json.loads(out.read_text())
+    if fresh and data["requests"] > fresh:
+        raise RuntimeError(f"{scenario.name}: more requests than signed deliveries ({fresh})")
     secs = data["duration_us"] / 1e6
     return LoadResult(
         requests=data["requests"],
@@ -187,8 +232,21 @@ async def _python_load(
     ]
     layout_days, n_total = scenario.code_days, scenario.customers
     get_headers = _headers(scenario.requests[0])
+    fresh: list[bytes] = []
+    if scenario.fresh is not None:
+        fresh = [
+            _raw(r.method, r.path, f"{host}:{port}", _headers(r), _body_text(r))
+            for r in scenario.fresh(seconds * 1000)
+        ]
+    position = 0
 
     def next_request() -> bytes:
+        nonlocal position
+        if fresh:
+            position += 1
+            if position > len(fresh):
+                raise RuntimeError(f"{scenario.name}: more requests than signed deliveries")
+            return fresh[position - 1]
         if scenario.name != "get":
             return rng.choice(pool)
         n = rng.randint(1, n_total)

@@ -17,7 +17,7 @@ import json
 import math
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -30,7 +30,7 @@ from app.core.db import create_database, to_async_url
 from app.customers.industries import DIVISIONS
 from bench.pools import EMAIL_DOMAINS, Pools, build
 
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/crm_bench"
 CUSTOMERS_AT_SCALE_1 = 1_000_000
 REPS = 50
@@ -89,6 +89,7 @@ class BaseInfo:
     generated_at: str
     generation_seconds: float
     steps: dict[str, float]
+    rows: dict[str, int] = field(default_factory=dict)  # rows per bulk-loaded table
 
     @property
     def layout(self) -> Layout:
@@ -166,6 +167,41 @@ CUSTOM_FIELDS = [
 BENCH_PASSWORD = "bench-password-42"  # noqa: S105 (every bench user; a throwaway base)
 
 
+# app.identity.names._PUNCT, dollar-quoted (no escapes inside)
+PUNCT_SQL = "$re$[\\s.,，。·・\\-_/\\\\'\"“”‘’()（）\\[\\]【】&+]+$re$"
+
+
+def name_key_function() -> str:
+    """bench.name_key(text): app.identity.names.name_key in SQL (checked on a sample)."""
+    from app.identity.names import LEGAL_SUFFIXES
+
+    bare = [x.replace(".", "").replace(",", "") for x in LEGAL_SUFFIXES]
+    return f"""
+CREATE OR REPLACE FUNCTION bench.name_key(n text) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $fn$
+DECLARE
+    t text;
+    x text;
+    changed boolean := true;
+BEGIN
+    t := btrim(normalize(lower(normalize(n, NFKC)), NFKC), E' \\t\\n\\r\\f\\v');
+    t := regexp_replace(t, $re$\\((中国|china)\\)$re$, '', 'g');
+    t := normalize(regexp_replace(t, {PUNCT_SQL}, '', 'g'), NFKC);
+    WHILE changed AND t <> '' LOOP
+        changed := false;
+        FOREACH x IN ARRAY {_arr(bare)} LOOP
+            IF right(t, length(x)) = x AND length(t) > length(x) + 1 THEN
+                t := left(t, length(t) - length(x));
+                changed := true;
+                EXIT;
+            END IF;
+        END LOOP;
+    END LOOP;
+    RETURN t;
+END $fn$;
+"""
+
+
 async def load_users(conn: asyncpg.Connection, pools: Pools) -> dict[str, Any]:
     from app.auth.passwords import hash_secret
 
@@ -205,7 +241,7 @@ INSERT_COLUMNS = """id, code, kind, name, contacts, phone, email, industry, prov
     lifecycle_baseline, value_tier, activity, rfm_r, rfm_f, rfm_m, rfm_segment,
     cooperation_status, first_cooperation_date, last_cooperation_date, products,
     contract_amount, flags, custom, search_text, version, created_by, updated_by, created_at,
-    updated_at, deleted_at, deleted_by"""
+    updated_at, deleted_at, deleted_by, owner_assigned_at, name_key"""
 
 TITLES = [
     "总经理",
@@ -310,11 +346,11 @@ SELECT
     CASE WHEN a.kind = 'enterprise' AND bench.u(g.p, 68) < 0.2
          THEN (SELECT txt FROM bench.person WHERE i = bench.pick(g.p, 69, {people})) END,
     m.owner_id,
-    m.last_follow_up_at,
+    NULL::timestamptz,  -- last follow-up: the sweep derives it from the interactions
     CASE WHEN bench.u(g.p, 70) < 0.5
          THEN '{now}'::timestamptz + (bench.u(g.p, 71) * 40 - 10) * interval '1 day' END,
     m.lifecycle,
-    CASE WHEN bench.u(g.p, 72) < 0.2 THEN m.lifecycle END,
+    CASE WHEN bench.u(g.p, 72) < 0.05 THEN m.lifecycle END,
     m.value_tier,
     m.activity,
     m.rfm_r, m.rfm_f, m.rfm_m,
@@ -350,10 +386,12 @@ SELECT
     1 + (bench.h(g.p, 88) % 4)::int,
     'user:' || coalesce(m.owner_id, pl.manager), 'user:' || coalesce(m.owner_id, pl.manager),
     g.created_at,
-    greatest(g.created_at, m.last_follow_up_at),
+    g.created_at,
     CASE WHEN g.n % {DELETED_EVERY} = {DELETED_AT}
          THEN least(g.created_at + interval '7 days', '{now}'::timestamptz) END,
-    CASE WHEN g.n % {DELETED_EVERY} = {DELETED_AT} THEN 'user:' || pl.admin END
+    CASE WHEN g.n % {DELETED_EVERY} = {DELETED_AT} THEN 'user:' || pl.admin END,
+    CASE WHEN m.owner_id IS NOT NULL THEN g.created_at END,
+    bench.name_key(s.name)
 FROM (
     SELECT x.p, x.d, x.s, (x.s - 1) * {days} + x.d + 1 AS n, x.day,
            'C' || to_char(x.day, 'YYYYMMDD') || lpad(x.s::text, 3, '0') AS code,
@@ -498,9 +536,6 @@ CROSS JOIN LATERAL (
              THEN pl.reps[1 + floor({REPS} * bench.u(g.p, 31) ^ 1.4)::int] END AS owner_id,
         CASE WHEN bench.u(g.p, 32) < 0.95
              THEN ({_arr(SOURCES)})[bench.pick(g.p, 33, {len(SOURCES)})] END AS source,
-        CASE WHEN bench.u(g.p, 34) < 0.8
-             THEN g.created_at + ('{now}'::timestamptz - g.created_at) * bench.u(g.p, 35) END
-             AS last_follow_up_at,
         CASE WHEN st < 0.45 THEN 'not_started' WHEN st < 0.75 THEN 'active'
              WHEN st < 0.85 THEN 'paused' ELSE 'terminated' END AS status,
         CASE WHEN st >= 0.45 THEN least(g.day + (bench.h(g.p, 36) % 200)::int, '{now}'::date) END
@@ -705,13 +740,235 @@ class BigTable:
     load: Callable[[LoadContext], Awaitable[None]]
 
 
+# ---- interactions ----------------------------------------------------------------------------
+
+INTERACTIONS_PER_CUSTOMER = 5  # 5,000,000 at scale 1.0
+HISTORY_DAYS = 730  # interactions fall in the last two years (and after the customer's creation)
+# The number of interactions of a customer is floor(Exp(mean m)), whose mean is
+# 1 / (e^(1/m) - 1): m = 1 / ln(1 + 1/5) gives 5 on average (a long tail, many with 0-2).
+EXP_MEAN = 1 / math.log(1 + 1 / INTERACTIONS_PER_CUSTOMER)
+MAX_PER_CUSTOMER = 63  # the row key is customer * 64 + j
+
+# (code, weight) — weights in percent.
+CHANNEL_MIX = [
+    ("phone", 28), ("wechat", 24), ("visit", 12), ("email", 10), ("chat", 8),
+    ("website_form", 7), ("store", 5), ("exhibition", 4), ("other", 2),
+]  # fmt: skip
+KIND_MIX = [
+    ("follow_up", 34), ("inquiry", 14), ("purchase", 12), ("meeting", 10), ("quote", 9),
+    ("service", 9), ("feedback", 7), ("complaint", 5),
+]  # fmt: skip
+SUMMARIES = {
+    "follow_up": ["电话回访，客户表示近期会评估", "跟进报价反馈，客户希望再优惠一些",
+                  "微信沟通项目进度，约下周见面", "客户暂无新需求，保持联系"],
+    "inquiry": ["客户咨询产品价格和交付周期", "询问是否支持私有化部署", "咨询批量采购折扣",
+                "了解售后服务条款"],
+    "purchase": ["签订年度采购合同", "客户追加订单", "完成首单采购", "续签维保服务"],
+    "meeting": ["上门拜访，演示产品功能", "与技术负责人开会讨论方案", "参加客户内部评审会",
+                "约见采购经理洽谈合作"],
+    "quote": ["发送正式报价单", "根据需求调整报价方案", "提供三档价格方案供选择",
+              "报价已发出，等待客户确认"],
+    "service": ["协助客户完成系统上线", "远程处理使用问题", "安排工程师现场培训",
+                "定期巡检，运行正常"],
+    "feedback": ["客户对实施效果满意", "客户建议增加报表功能", "客户反馈响应速度有待提升",
+                 "客户愿意推荐给同行"],
+    "complaint": ["客户投诉交付延期", "客户反映产品故障未及时处理", "对账单金额有异议",
+                  "服务人员态度问题投诉"],
+}  # fmt: skip
+COMMITMENTS = ["下周给出采购预算", "月底前确认合同条款", "安排技术团队参加演示",
+               "内部审批后回复", "年后启动项目"]  # fmt: skip
+
+
+def _weighted(column_key: str, mix: list[tuple[str, int]]) -> str:
+    """CASE picking a code by weight from the uniform value `column_key` (0..1)."""
+    total = sum(w for _, w in mix)
+    parts, acc = [], 0
+    for code, weight in mix[:-1]:
+        acc += weight
+        parts.append(f"WHEN {column_key} < {acc / total} THEN '{code}'")
+    return f"CASE {' '.join(parts)} ELSE '{mix[-1][0]}' END"
+
+
+def interactions_sql(now: datetime) -> str:
+    """INSERT … SELECT of the interactions of customers $1..$2 (by id = position); $3 = reps.
+
+    Each customer gets floor(Exp(m)) touches, spread over [max(created, now - 2 years), end]
+    where `end` is now for 60% of them and earlier for the rest (customers go quiet).
+    """
+    summaries = " ".join(
+        f"WHEN '{kind}' THEN ({_arr(texts)})[bench.pick(x.q, 9, {len(texts)})]"
+        for kind, texts in SUMMARIES.items()
+    )
+    return f"""
+INSERT INTO interactions
+    (customer_id, occurred_at, channel, kind, direction, summary, sentiment, commitment,
+     staff_id, amount, products, resolved, version, created_by, updated_by, created_at,
+     updated_at)
+SELECT
+    x.customer_id, x.occurred_at, x.channel, x.kind,
+    CASE WHEN x.kind IN ('inquiry', 'complaint', 'feedback') OR x.channel = 'website_form'
+         THEN CASE WHEN bench.u(x.q, 4) < 0.85 THEN 'inbound' ELSE 'outbound' END
+         WHEN x.kind IN ('follow_up', 'quote', 'meeting')
+         THEN CASE WHEN bench.u(x.q, 4) < 0.85 THEN 'outbound' ELSE 'inbound' END
+         ELSE CASE WHEN bench.u(x.q, 4) < 0.5 THEN 'inbound' ELSE 'outbound' END END,
+    CASE WHEN bench.u(x.q, 8) < 0.9 THEN CASE x.kind {summaries} END END,
+    CASE WHEN x.kind = 'complaint'
+         THEN CASE WHEN bench.u(x.q, 5) < 0.8 THEN 'dissatisfied' ELSE 'hesitant' END
+         WHEN bench.u(x.q, 5) < 0.35 THEN NULL
+         WHEN bench.u(x.q, 5) < 0.70 THEN 'positive'
+         WHEN bench.u(x.q, 5) < 0.92 THEN 'hesitant'
+         ELSE 'dissatisfied' END,
+    CASE WHEN x.kind IN ('follow_up', 'meeting', 'quote') AND bench.u(x.q, 10) < 0.3
+         THEN ({_arr(COMMITMENTS)})[bench.pick(x.q, 11, {len(COMMITMENTS)})] END,
+    x.staff_id,
+    CASE WHEN x.kind = 'purchase'
+         THEN round(exp(ln(2000) + bench.u(x.q, 6) * ln(250))::numeric, 2) END,
+    CASE WHEN x.kind <> 'purchase' THEN '{{}}'::text[]
+         WHEN bench.u(x.q, 7) < 0.7
+         THEN ARRAY[({_arr(PRODUCTS)})[bench.pick(x.q, 12, {len(PRODUCTS)})]]
+         ELSE ARRAY[({_arr(PRODUCTS)})[bench.pick(x.q, 12, {len(PRODUCTS)})],
+                    ({_arr(PRODUCTS)})[bench.pick(x.q, 13, {len(PRODUCTS)})]] END,
+    CASE WHEN x.kind = 'complaint' THEN bench.u(x.q, 14) < 0.8 END,
+    1,
+    'user:' || x.staff_id, 'user:' || x.staff_id,
+    x.occurred_at, x.occurred_at
+FROM (
+    SELECT c.id AS customer_id, c.id * 64 + j AS q,
+           -- denser towards the end of the window (a relationship warms up)
+           date_trunc('minute',
+                      w.end_at - (w.end_at - w.start_at) * bench.u(c.id * 64 + j, 1) ^ 1.6)
+               AS occurred_at,
+           {_weighted("bench.u(c.id * 64 + j, 2)", CHANNEL_MIX)} AS channel,
+           {_weighted("bench.u(c.id * 64 + j, 3)", KIND_MIX)} AS kind,
+           coalesce(c.owner_id,
+                    ($3::bigint[])[bench.pick(c.id * 64 + j, 15, cardinality($3::bigint[]))])
+               AS staff_id
+    FROM customers c
+    CROSS JOIN LATERAL (
+        SELECT s.start_at,
+               s.start_at + ('{now.isoformat()}'::timestamptz - s.start_at)
+                   * CASE WHEN bench.u(c.id, 101) < 0.6 THEN 1.0
+                          ELSE bench.u(c.id, 102) END AS end_at,
+               least({MAX_PER_CUSTOMER},
+                     floor(-ln(1 - bench.u(c.id, 100)) * {EXP_MEAN}))::int AS n
+        FROM (SELECT greatest(c.created_at, '{now.isoformat()}'::timestamptz
+                                            - interval '{HISTORY_DAYS} days') AS start_at
+              OFFSET 0) s
+        OFFSET 0
+    ) w
+    CROSS JOIN LATERAL generate_series(1, w.n) AS j
+    WHERE c.id BETWEEN $1 AND $2
+) x
+"""
+
+
+async def load_interactions(ctx: LoadContext) -> None:
+    now = datetime.now(ZoneInfo("UTC")).replace(second=0, microsecond=0) - timedelta(minutes=1)
+    sql = interactions_sql(now)
+    await _chunked(ctx, sql, "interactions", CHUNK, ctx.ids["rep_ids"])
+
+
+async def _chunked(ctx: LoadContext, sql: str, what: str, chunk: int, *params: Any) -> None:
+    """Run `sql` for customer id ranges $1..$2 on two connections."""
+    n = ctx.layout.customers
+    queue: asyncio.Queue[tuple[int, int]] = asyncio.Queue()
+    for lo in range(1, n + 1, chunk):
+        queue.put_nowait((lo, min(lo + chunk - 1, n)))
+    done = 0
+
+    async def worker() -> None:
+        nonlocal done
+        conn = await session(ctx.dsn)
+        try:
+            stmt = await conn.prepare(sql)
+            while not queue.empty():
+                lo, hi = queue.get_nowait()
+                await stmt.fetch(lo, hi, *params)
+                done += hi - lo + 1
+                ctx.progress(f"  {what}: customers {done:,}/{n:,}")
+        finally:
+            await conn.close()
+
+    await asyncio.gather(*(worker() for _ in range(2)))
+
+
+# ---- tags ------------------------------------------------------------------------------------
+
+TAGS = {
+    "need_type": ["CRM系统", "ERP集成", "数据分析", "营销自动化", "客服系统", "私有化部署",
+                  "移动办公", "供应链", "财务软件", "人力资源", "安全合规", "云迁移"],
+    "decision_stage": ["初步接触", "需求确认", "方案评估", "商务谈判", "合同审批", "已签约",
+                       "暂缓", "预算待批", "竞品比较", "试用中", "招投标", "续约评估"],
+    "customer_trait": ["VIP", "价格敏感", "决策快", "注重服务", "老客户转介绍", "高潜力",
+                       "付款及时", "需重点维护", "技术导向", "国企", "外资", "上市公司",
+                       "初创企业"],
+    "campaign": ["2025春季展会", "2025秋季展会", "双十一活动", "年终大促", "行业峰会",
+                 "线上直播", "白皮书下载", "公众号推文", "老带新活动", "渠道合作", "搜索广告",
+                 "短视频推广", "城市沙龙"],
+}  # fmt: skip
+# Tags per customer: 0 (28%), 1 (25%), 2 (25%), 3 (14%), 4 (8%): 1.49 on average.
+TAG_COUNT_CUTS = [0.28, 0.53, 0.78, 0.92]
+
+
+async def load_tags(ctx: LoadContext) -> None:
+    """About 50 tags in the seeded categories; customer n carries 0-4 distinct ones, popular
+    tags more often (1.5M customer_tags rows at scale 1.0)."""
+    ids: list[int] = []
+    for category, names in TAGS.items():
+        for name in names:
+            ids.append(
+                await ctx.conn.fetchval(
+                    "INSERT INTO tags (category_id, name, created_by, updated_by) "
+                    "SELECT id, $2, 'user:' || $3::bigint, 'user:' || $3::bigint "
+                    "FROM tag_categories WHERE code = $1 RETURNING id",
+                    category,
+                    name,
+                    ctx.ids["admin_id"],
+                )
+            )
+    t = len(ids)
+    cuts = " + ".join(f"(bench.u(c.id, 200) >= {cut})::int" for cut in TAG_COUNT_CUTS)
+    sql = f"""
+INSERT INTO customer_tags (customer_id, tag_id, created_at, created_by)
+SELECT c.id,
+       -- distinct within a customer: a popular start, then steps of 7 (coprime with {t})
+       ($3::bigint[])[1 + (floor({t} * bench.u(c.id, 201) ^ 2)::int + j * 7) % {t}],
+       least(c.created_at + (bench.u(c.id * 8 + j, 202) * 30) * interval '1 day', now()),
+       c.created_by
+FROM customers c
+CROSS JOIN LATERAL generate_series(0, ({cuts}) - 1) AS j
+WHERE c.id BETWEEN $1 AND $2
+"""
+    assert math.gcd(7, t) == 1
+    await _chunked(ctx, sql, "customer_tags", CHUNK * 4, ids)
+
+
 async def customers_step(ctx: LoadContext) -> None:
     await load_customers(ctx.dsn, ctx.layout, ctx.pools, ctx.ids, ctx.progress)
     await set_counters(ctx.conn, ctx.layout)
 
 
+async def interactions_step(ctx: LoadContext) -> None:
+    await load_interactions(ctx)
+
+
+async def tags_step(ctx: LoadContext) -> None:
+    await load_tags(ctx)
+
+
 # In load order; a later table may read the ones before it (interactions read customers).
-BIG_TABLES = [BigTable("customers", customers_step)]
+# Every table's non-unique indexes and foreign keys are dropped before the first load and
+# rebuilt after the classification (`classify`), which rewrites most customer rows.
+BIG_TABLES = [
+    BigTable("customers", customers_step),
+    BigTable("interactions", interactions_step),
+    BigTable("customer_tags", tags_step),
+    BigTable("tier_changes", lambda ctx: _nothing()),  # written by the first sweep
+]
+
+
+async def _nothing() -> None:
+    return None
 
 
 async def set_counters(conn: asyncpg.Connection, layout: Layout) -> None:
@@ -732,16 +989,44 @@ async def set_counters(conn: asyncpg.Connection, layout: Layout) -> None:
     )
 
 
+async def _counts(conn: asyncpg.Connection) -> dict[str, int]:
+    return {
+        big.table: int(await conn.fetchval(f"SELECT count(*) FROM {big.table}"))
+        for big in BIG_TABLES
+    }
+
+
+async def classify(url: str) -> dict[str, Any]:
+    """The app's own whole-base sweep (`app.segments.service.run_sweep`): classes, RFM,
+    last follow-up and cooperation dates from the interactions; quiet customers released."""
+    from app.core.db import build_engine, build_sessionmaker, to_async_url
+    from app.segments import service
+
+    engine = build_engine(to_async_url(url), get_settings())
+    try:
+        async with build_sessionmaker(engine)() as s, s.begin():
+            result = await service.run_sweep(s, cause="sweep", wait=True)
+    finally:
+        await engine.dispose()
+    assert result is not None
+    return result
+
+
 async def verify_sample(conn: asyncpg.Connection, layout: Layout, size: int = 2000) -> int:
     """Compare stored search_text and phones with what the app computes; return mismatches."""
     from app.customers import service
     from app.customers.normalize import normalize_phone
+    from app.identity.names import name_key
 
-    # The service's own builder.
-    search_text_of = service.record_search_text
+    # The service's own builder (public as search_text_of since the customers rework).
+    search_text_of = (
+        getattr(service, "record_search_text", None)
+        or getattr(service, "search_text_of", None)
+        or getattr(service, "_search_text")  # noqa: B009 (builds before the rename)
+    )
 
     rows = await conn.fetch(
-        "SELECT code, name, contacts, phone, email, search_text FROM customers "
+        "SELECT code, name, contacts, phone, email, search_text, name_key FROM customers "
         "WHERE id = ANY($1::bigint[])",
         [1 + (i * 7919) % layout.customers for i in range(min(size, layout.customers))],
     )
@@ -760,7 +1045,8 @@ async def verify_sample(conn: asyncpg.Connection, layout: Layout, size: int = 20
             if p
         )
         expected = search_text_of(record)
-        if expected != row["search_text"] or not phones_ok:
+        key_ok = name_key(row["name"]) == row["name_key"]
+        if expected != row["search_text"] or not phones_ok or not key_ok:
             bad += 1
             if bad <= 3:
                 print(f"  mismatch {row['code']}: {row['search_text']!r} vs {expected!r}")
@@ -812,19 +1098,37 @@ async def generate(
     conn = await session(dsn)
     try:
         await conn.execute(HELPERS)
+        await conn.execute(name_key_function())
         ids = await load_users(conn, pools)
         await load_pool_tables(conn, pools)
         t = step("users, custom fields", t)
         ctx = LoadContext(dsn, conn, layout, pools, ids, progress)
+        # Dropped and rebuilt around the load: maintaining them row by row costs more, and so
+        # does the first sweep's rewrite of every customer row.
+        dropped = {big.table: await big_table_ddl(conn, big.table) for big in BIG_TABLES}
         for big in BIG_TABLES:
-            # Dropped and rebuilt around the load: maintaining them row by row costs more.
-            index_defs, fk_defs = await big_table_ddl(conn, big.table)
             await big.load(ctx)
             t = step(big.table, t)
-            await in_parallel(dsn, sorted(index_defs, key=lambda d: "gin" not in d) + fk_defs)
-            t = step(f"{big.table}: indexes and foreign keys", t)
+        counts = await _counts(conn)
+        progress("  " + ", ".join(f"{k} {v:,}" for k, v in counts.items() if k != "customers"))
+        swept = await classify(url)
+        progress(
+            f"  sweep: {swept['customers_changed']:,} customers classified, "
+            f"{swept['released']:,} released to the pool"
+        )
+        # The first classification of a generated base is not history: drop its change log.
+        await conn.execute("TRUNCATE tier_changes")
+        t = step("classify (the app's sweep)", t)
+        # The sweep rewrote most customer rows: compact the table before the indexes exist.
+        await conn.execute("VACUUM FULL customers")
+        t = step("customers: compact", t)
+        index_defs = [d for idx, _ in dropped.values() for d in idx]
+        fk_defs = [d for _, fks in dropped.values() for d in fks]
+        await in_parallel(dsn, sorted(index_defs, key=lambda d: "gin" not in d) + fk_defs)
+        t = step("indexes and foreign keys", t)
+        for big in BIG_TABLES:
             await conn.execute(f"VACUUM (FREEZE, ANALYZE) {big.table}")
-            t = step(f"{big.table}: vacuum and analyze", t)
+        t = step("vacuum and analyze", t)
         await conn.execute("ANALYZE")
         bad = await verify_sample(conn, layout)
         if bad:
@@ -839,6 +1143,7 @@ async def generate(
             generated_at=datetime.now().astimezone().isoformat(timespec="seconds"),
             generation_seconds=round(time.perf_counter() - started, 1),
             steps=steps,
+            rows=await _counts(conn),
             **ids,
         )
         await conn.execute(

