@@ -241,18 +241,6 @@ async def update(
     return await get(session, principal, interaction_id)
 
 
-def _staff_filter(principal: Principal, staff: str | None) -> int | None:
-    if staff is None:
-        return None
-    if staff == "me":
-        if principal.user_id is None:
-            raise ValidationFailed(errors=[field_error("staff", "you are not a staff user")])
-        return principal.user_id
-    if not staff.isdigit():
-        raise ValidationFailed(errors=[field_error("staff", "a user id or `me`")])
-    return int(staff)
-
-
 def _keyset(cursor: str | None, arity: int) -> list[Any] | None:
     raw = decode_cursor(cursor, arity)
     if raw is None:
@@ -290,7 +278,7 @@ async def list_interactions(
         kind=kind,
         direction=direction,
         sentiment=sentiment,
-        staff_id=_staff_filter(principal, staff),
+        staff_id=task_service.user_filter(principal, staff, "staff"),
         occurred_from=occurred_from,
         occurred_to=occurred_to,
         resolved=resolved,

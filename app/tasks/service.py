@@ -159,16 +159,17 @@ async def update(
     return await get(session, principal, task_id)
 
 
-def _assignee_filter(principal: Principal, assignee: str | None) -> int | None:
-    if assignee is None:
+def user_filter(principal: Principal, value: str | None, field: str) -> int | None:
+    """A user-id query filter that also takes `me` (shared by tasks and interactions)."""
+    if value is None:
         return None
-    if assignee == "me":
+    if value == "me":
         if principal.user_id is None:
-            raise ValidationFailed(errors=[field_error("assignee", "you are not a staff user")])
+            raise ValidationFailed(errors=[field_error(field, "you are not a staff user")])
         return principal.user_id
-    if not assignee.isdigit():
-        raise ValidationFailed(errors=[field_error("assignee", "a user id or `me`")])
-    return int(assignee)
+    if not value.isdigit():
+        raise ValidationFailed(errors=[field_error(field, "a user id or `me`")])
+    return int(value)
 
 
 async def list_tasks(
@@ -197,7 +198,7 @@ async def list_tasks(
     now = datetime.now(UTC)
     stmt = repo.list_statement(
         principal,
-        assignee_id=_assignee_filter(principal, assignee),
+        assignee_id=user_filter(principal, assignee, "assignee"),
         status=status,
         customer_id=customer_id,
         due_from=due_from,
