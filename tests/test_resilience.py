@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.auth.permissions import Role
 from app.core.config import Settings, get_settings
+from app.core import db as db_module
 from app.core.db import build_engine, build_sessionmaker
 from app.customers import repository as customers_repo
 from app.main import create_app
@@ -124,6 +125,46 @@ async def test_pool_recovers_after_all_backends_terminated(
         (await client.get("/api/v1/customers", headers=m.headers)).status_code for _ in range(5)
     ]
     assert results == [200] * 5
+
+
+async def _terminate_service_backends(engine: AsyncEngine) -> None:
+    async with engine.connect() as conn:
+        await conn.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = 'crm-service' AND pid <> pg_backend_pid() "
+                "AND datname = current_database()"
+            )
+        )
+
+
+async def test_idle_connection_is_pinged_and_replaced_before_a_write(
+    client: httpx.AsyncClient, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+):
+    """A pooled connection that died while idle is replaced at checkout: the write succeeds."""
+    m = await make_user(engine, role=Role.manager)
+    assert (await client.get("/api/v1/customers", headers=m.headers)).status_code == 200
+    await _terminate_service_backends(engine)
+    monkeypatch.setattr(db_module, "IDLE_PING_SECONDS", 0.0)  # every pooled one counts as idle
+    r = await client.post("/api/v1/customers", json={"name": "空闲连接客户"}, headers=m.headers)
+    assert r.status_code == 201, r.text
+    assert await _count(engine) == 1
+
+
+async def test_busy_connection_is_not_pinged(
+    client: httpx.AsyncClient, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+):
+    """Connections reused within the idle window go straight to work (no ping round trips);
+    one that died in the meantime fails that write cleanly, and the next one succeeds."""
+    m = await make_user(engine, role=Role.manager)
+    assert (await client.get("/api/v1/customers", headers=m.headers)).status_code == 200
+    await _terminate_service_backends(engine)
+    monkeypatch.setattr(db_module, "IDLE_PING_SECONDS", 3600.0)
+    r = await client.post("/api/v1/customers", json={"name": "断开连接客户"}, headers=m.headers)
+    assert r.status_code == 503, r.text
+    assert await _count(engine) == 0
+    again = await client.post("/api/v1/customers", json={"name": "断开连接客户"}, headers=m.headers)
+    assert again.status_code == 201, again.text
 
 
 @pytest.mark.skipif(
