@@ -14,8 +14,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.auth.permissions import Role
-from app.core.config import Settings, get_settings
 from app.core import db as db_module
+from app.core.config import Settings, get_settings
 from app.core.db import build_engine, build_sessionmaker
 from app.customers import repository as customers_repo
 from app.main import create_app
