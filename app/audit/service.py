@@ -102,8 +102,13 @@ async def verify(session: AsyncSession, engine: AsyncEngine) -> dict[str, Any]:
     await seal_pending(engine)
     result = await repository.verify_chain(session)
     reason = result["reason"]
-    if reason is None and result["rows_unsealed"]:
-        reason = f"{result['rows_unsealed']} rows committed after sealing are not checked yet"
+    unsealed = result["rows_unsealed"]
+    if reason is None and unsealed:
+        reason = (
+            "1 row committed after sealing is not checked yet"
+            if unsealed == 1
+            else f"{unsealed} rows committed after sealing are not checked yet"
+        )
     return {
         "ok": result["first_broken_id"] is None,
         "rows_checked": result["rows_checked"],
