@@ -68,7 +68,8 @@ def upgrade() -> None:
         "FROM (SELECT id, row_number() OVER (ORDER BY id) AS position FROM audit_log) n "
         "WHERE a.id = n.id"
     )
-    op.execute("ALTER TABLE audit_log ADD CONSTRAINT uq_audit_log_seq UNIQUE (seq)")
+    # Partial: an insert (seq still NULL) adds no entry here, only the seal does.
+    op.execute("CREATE UNIQUE INDEX uq_audit_log_seq ON audit_log (seq) WHERE seq IS NOT NULL")
     op.execute(
         "ALTER TABLE audit_log ADD CONSTRAINT ck_audit_log_sealed_whole CHECK ("
         "(seq IS NULL AND prev_hash IS NULL AND hash IS NULL) OR "
@@ -186,7 +187,7 @@ def downgrade() -> None:
     op.execute("DROP FUNCTION audit_log_stamp()")
     op.execute("DROP INDEX ix_audit_log_unsealed")
     op.execute("ALTER TABLE audit_log DROP CONSTRAINT ck_audit_log_sealed_whole")
-    op.execute("ALTER TABLE audit_log DROP CONSTRAINT uq_audit_log_seq")
+    op.execute("DROP INDEX uq_audit_log_seq")
     op.execute(
         f"""
         DO $$

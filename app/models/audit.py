@@ -32,7 +32,8 @@ class AuditLog(Base):
     changes: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default="{}")
     request_id: Mapped[str | None] = mapped_column(String(64))
     # The chain fields, NULL until the sealer links the committed row: `seq` is its position in
-    # the chain (chain order is seq, not id: a row committed late is sealed after later ids).
-    seq: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    # the chain (chain order is seq, not id: a row committed late is sealed after later ids),
+    # unique where set.
+    seq: Mapped[int | None] = mapped_column(BigInteger)
     prev_hash: Mapped[str | None] = mapped_column(Text)
     hash: Mapped[str | None] = mapped_column(Text)
