@@ -14,6 +14,7 @@ from fastapi.routing import APIRoute
 from sqlalchemy.exc import DBAPIError
 
 from app.audit.router import router as audit_router
+from app.audit.sealer import seal_forever
 from app.auth.router import router as auth_router
 from app.core.config import Settings, get_settings
 from app.core.db import build_engine, build_sessionmaker, resolve_database_url
@@ -112,6 +113,8 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
         except (OSError, DBAPIError):
             # The database is down: start anyway; the next start (any instance) resumes them.
             log.warning("unfinished imports not resumed: database unavailable")
+        # Chains the audit rows committed since its last turn (writers take no chain lock).
+        sealer = asyncio.create_task(seal_forever(engine))
         sweeper = None
         if settings.sweep_interval_seconds > 0:
             sweeper = asyncio.create_task(
@@ -120,6 +123,9 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
         try:
             yield
         finally:
+            sealer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sealer
             if sweeper is not None:
                 sweeper.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

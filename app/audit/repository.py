@@ -1,4 +1,4 @@
-"""SQL for the audit log."""
+"""SQL for the audit log: lock-free inserts, the sealer that chains committed rows, the check."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import Select, select, text
 from sqlalchemy import insert as sql_insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.models.audit import AuditLog
 
@@ -22,27 +22,23 @@ async def insert(
     changes: dict[str, Any],
     request_id: str | None,
 ) -> None:
-    # id, prev_hash and hash are filled by the chain trigger; placeholders satisfy NOT NULL.
+    # The insert trigger assigns the id; the sealer fills the chain fields after COMMIT.
     await session.execute(
         sql_insert(AuditLog).values(
-            id=0,
             actor=actor,
             action=action,
             entity_type=entity_type,
             entity_id=entity_id,
             changes=changes,
             request_id=request_id,
-            prev_hash="",
-            hash="",
         )
     )
 
 
 _INSERT_MANY_SQL = text(
     """
-    INSERT INTO audit_log (id, actor, action, entity_type, entity_id, changes, request_id,
-                           prev_hash, hash)
-    SELECT 0, :actor, :action, :entity_type, e.entity_id, e.changes, :request_id, '', ''
+    INSERT INTO audit_log (actor, action, entity_type, entity_id, changes, request_id)
+    SELECT :actor, :action, :entity_type, e.entity_id, e.changes, :request_id
       FROM unnest(CAST(:entity_ids AS text[]), CAST(:changes AS jsonb[]))
            WITH ORDINALITY AS e (entity_id, changes, n)
      ORDER BY e.n
@@ -60,7 +56,7 @@ async def insert_many(
     changes: list[str],
     request_id: str | None,
 ) -> None:
-    """One statement for many rows (set-based work); the chain trigger links them in order."""
+    """One statement for many rows (set-based work); ids follow the given order."""
     await session.execute(
         _INSERT_MANY_SQL,
         {
@@ -85,7 +81,11 @@ def list_statement(
     before_id: int | None,
     limit: int,
 ) -> Select[AuditLog]:
-    stmt = select(AuditLog).order_by(AuditLog.id.desc()).limit(limit)
+    # The listing is the sealed log: the caller seals first, so only rows committed in between
+    # wait for the next request (they have no hash to show yet).
+    stmt = (
+        select(AuditLog).where(AuditLog.seq.is_not(None)).order_by(AuditLog.id.desc()).limit(limit)
+    )
     if entity_type:
         stmt = stmt.where(AuditLog.entity_type == entity_type)
     if entity_id:
@@ -107,36 +107,54 @@ async def list_rows(session: AsyncSession, **filters: Any) -> list[AuditLog]:
     return list((await session.scalars(list_statement(**filters))).all())
 
 
+# At most this many rows per sealing transaction, so a backlog never holds the lock for long.
+SEAL_BATCH = 10_000
+
+
+async def seal_batch(conn: AsyncConnection, *, wait: bool) -> int | None:
+    """Seal up to SEAL_BATCH committed rows in the caller's transaction (which must not have
+    written). None when `wait` is false and another sealer holds the lock."""
+    sealed = await conn.scalar(
+        text("SELECT audit_log_seal(:wait, :limit)"), {"wait": wait, "limit": SEAL_BATCH}
+    )
+    return None if sealed is None else int(sealed)
+
+
 _VERIFY_SQL = text(
     """
     WITH chain AS (
-        SELECT id, hash, prev_hash,
+        SELECT id, seq, hash, prev_hash,
                audit_log_digest(prev_hash, id, at, actor, action, entity_type, entity_id,
                                 changes, request_id) AS recomputed,
-               lag(hash) OVER (ORDER BY id) AS previous_hash
-        FROM audit_log
+               lag(hash) OVER (ORDER BY seq) AS previous_hash
+          FROM audit_log
+         WHERE seq IS NOT NULL
+    ),
+    broken AS (
+        SELECT id,
+               CASE WHEN hash IS DISTINCT FROM recomputed
+                    THEN 'row content does not match its hash'
+                    ELSE 'row does not link to the previous row' END AS reason
+          FROM chain
+         WHERE hash IS DISTINCT FROM recomputed
+            OR prev_hash IS DISTINCT FROM coalesce(previous_hash, repeat('0', 64))
+         ORDER BY seq
+         LIMIT 1
     )
-    SELECT
-        (SELECT count(*) FROM chain) AS checked,
-        (SELECT id FROM chain
-          WHERE hash <> recomputed
-             OR prev_hash <> coalesce(previous_hash, repeat('0', 64))
-          ORDER BY id LIMIT 1) AS first_broken,
-        (SELECT CASE WHEN hash <> recomputed THEN 'row content does not match its hash'
-                     ELSE 'row does not link to the previous row' END
-           FROM chain
-          WHERE hash <> recomputed
-             OR prev_hash <> coalesce(previous_hash, repeat('0', 64))
-          ORDER BY id LIMIT 1) AS reason
+    SELECT (SELECT count(*) FROM chain) AS checked,
+           (SELECT count(*) FROM audit_log WHERE seq IS NULL) AS unsealed,
+           (SELECT id FROM broken) AS first_broken,
+           (SELECT reason FROM broken) AS reason
     """
 )
 
 
 async def verify_chain(session: AsyncSession) -> dict[str, Any]:
+    """Every sealed row against its hash and its predecessor in chain (seq) order."""
     row = (await session.execute(_VERIFY_SQL)).one()
     return {
-        "ok": row.first_broken is None,
         "rows_checked": int(row.checked),
+        "rows_unsealed": int(row.unsealed),
         "first_broken_id": row.first_broken,
         "reason": row.reason,
     }

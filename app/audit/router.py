@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
-from app.audit import repository, service
+from app.audit import service
 from app.audit.schemas import AuditEntry, AuditPage, AuditVerification
 from app.auth.dependencies import require
 from app.auth.principal import Principal
@@ -19,6 +19,7 @@ router = APIRouter(prefix="/audit", tags=["audit"])
 
 @router.get("", response_model=AuditPage)
 async def list_audit(
+    request: Request,
     session: SessionDep,
     _: Annotated[Principal, require("audit:read")],
     entity_type: str | None = None,
@@ -32,8 +33,9 @@ async def list_audit(
 ) -> AuditPage:
     """List audit entries, newest first, filtered by entity, actor, action and time."""
     after = decode_cursor(cursor, 1)
-    rows = await repository.list_rows(
+    rows = await service.list_entries(
         session,
+        request.app.state.engine,
         entity_type=entity_type,
         entity_id=entity_id,
         actor=actor,
@@ -50,7 +52,7 @@ async def list_audit(
 
 @router.get("/verify", response_model=AuditVerification)
 async def verify_audit(
-    session: SessionDep, _: Annotated[Principal, require("audit:read")]
+    request: Request, session: SessionDep, _: Annotated[Principal, require("audit:read")]
 ) -> AuditVerification:
     """Walk the hash chain and name the first broken row, if any."""
-    return AuditVerification(**await service.verify(session))
+    return AuditVerification(**await service.verify(session, request.app.state.engine))

@@ -115,6 +115,8 @@ async def test_verify_passes_on_intact_chain(client: httpx.AsyncClient, engine: 
 async def test_verify_names_first_tampered_row(client: httpx.AsyncClient, engine: AsyncEngine):
     admin = await make_user(engine, role=Role.admin)
     await _write_rows(engine, 5)
+    # Sealed first: the chain covers rows once sealed (about a second after they commit).
+    await audit.seal_pending(engine)
     async with engine.begin() as conn:
         ids = [r[0] for r in await conn.execute(text("SELECT id FROM audit_log ORDER BY id"))]
         # A superuser bypassing the triggers is exactly what the hash chain must expose.
@@ -132,6 +134,7 @@ async def test_verify_names_first_tampered_row(client: httpx.AsyncClient, engine
 async def test_verify_detects_deleted_row(client: httpx.AsyncClient, engine: AsyncEngine):
     admin = await make_user(engine, role=Role.admin)
     await _write_rows(engine, 4)
+    await audit.seal_pending(engine)
     async with engine.begin() as conn:
         ids = [r[0] for r in await conn.execute(text("SELECT id FROM audit_log ORDER BY id"))]
         await conn.execute(text("SET LOCAL session_replication_role = replica"))
