@@ -41,7 +41,7 @@ from sqlalchemy.dialects.postgresql import (
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.auth.principal import Principal
-from app.models.customer import Customer, CustomerCodeCounter, CustomField, SourceChannel
+from app.models.customer import Customer, CustomField, SourceChannel
 from app.models.tag import CustomerTag, Tag, TagCategory
 
 C = Customer.__table__.c
@@ -207,21 +207,50 @@ def format_code(day: date, number: int) -> str:
     return f"C{day:%Y%m%d}{number:03d}"
 
 
+async def autocommit_execute(
+    session: AsyncSession, stmt: Any, params: dict[str, Any] | None = None
+) -> Any:
+    """Run one statement on the session's connection as its own transaction, ahead of the
+    session's transaction (which PostgreSQL only begins at the next statement).
+
+    For writes that must not hold their row locks until the request commits (the day's code
+    counter, the round-robin cursor). When the session's transaction has already begun, the
+    statement simply runs inside it: still correct, the lock is just held longer."""
+    conn = await session.connection()
+    raw = await conn.get_raw_connection()
+    adapter: Any = raw.dbapi_connection  # SQLAlchemy's asyncpg adapter: BEGIN comes lazily
+    if raw.driver_connection.is_in_transaction() or adapter.autocommit:
+        return await conn.execute(stmt, params)
+    adapter.autocommit = True
+    try:
+        return await conn.execute(stmt, params)
+    finally:
+        adapter.autocommit = False
+
+
+_COUNTER_SQL = text(
+    "INSERT INTO customer_code_counters (day, last_value) VALUES (:day, :n) "
+    "ON CONFLICT (day) DO UPDATE "
+    "SET last_value = customer_code_counters.last_value + :n RETURNING last_value"
+)
+
+
+async def take_code(session: AsyncSession, day: date) -> str:
+    """The day's next code, taken in a transaction of its own before the request's: the
+    counter row is locked for one statement, so concurrent creates never queue behind each
+    other. A create that then fails leaves a gap (codes are unique, never reused, not
+    gap-free: SPEC §2)."""
+    last = (await autocommit_execute(session, _COUNTER_SQL, {"day": day, "n": 1})).scalar_one()
+    return format_code(day, int(last))
+
+
 async def next_code(session: AsyncSession, day: date) -> str:
-    """Take the next per-day number. The counter row stays locked until commit: gap-free."""
-    return format_code(day, await reserve_codes(session, day, 1))
+    return await take_code(session, day)
 
 
 async def reserve_codes(session: AsyncSession | AsyncConnection, day: date, count: int) -> int:
     """Take `count` consecutive numbers of `day` with one statement; returns the first."""
-    last = await session.scalar(
-        text(
-            "INSERT INTO customer_code_counters (day, last_value) VALUES (:day, :n) "
-            "ON CONFLICT (day) DO UPDATE "
-            "SET last_value = customer_code_counters.last_value + :n RETURNING last_value"
-        ),
-        {"day": day, "n": count},
-    )
+    last = await session.scalar(_COUNTER_SQL, {"day": day, "n": count})
     assert last is not None
     return int(last) - count + 1
 
@@ -231,34 +260,12 @@ _INSERT_RETURNING = [col for col in READ_COLUMNS if col is not TAGS]
 
 
 async def insert_with_code(
-    session: AsyncSession, day: date, values: dict[str, Any], search_rest: str
+    session: AsyncSession, code: str, values: dict[str, Any]
 ) -> dict[str, Any]:
-    """Take the day's next code and insert the customer in ONE statement.
-
-    The counter row stays locked until commit (codes stay gap-free); doing both in one round
-    trip, after every lookup, keeps that lock as short as the transaction allows."""
-    counter = CustomerCodeCounter
-    seq = (
-        insert(counter)
-        .values(day=day, last_value=1)
-        .on_conflict_do_update(index_elements=["day"], set_={"last_value": counter.last_value + 1})
-        .returning(counter.last_value)
-        .cte("seq")
-    )
-    number = cast(seq.c.last_value, Text)
-    code = literal(f"C{day:%Y%m%d}") + case(
-        (seq.c.last_value < 1000, func.lpad(number, 3, "0")), else_=number
-    )
-    names = list(values)
-    selected = [literal(values[n], type_=C[n].type) for n in names]
-    query = select(code, func.lower(code) + literal(" " + search_rest), *selected).select_from(seq)
-    stmt = (
-        insert(Customer)
-        .from_select(["code", "search_text", *names], query)
-        .add_cte(seq)
-        .returning(*_INSERT_RETURNING)
-    )
-    row = (await session.execute(stmt)).mappings().one()
+    """Insert a customer under a code already taken (`take_code`); one round trip."""
+    conn = await session.connection()
+    stmt = insert(Customer).values(code=code, **values).returning(*_INSERT_RETURNING)
+    row = (await conn.execute(stmt)).mappings().one()
     return {**row, "tags": []}
 
 
