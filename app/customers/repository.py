@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, NamedTuple
@@ -207,25 +209,36 @@ def format_code(day: date, number: int) -> str:
     return f"C{day:%Y%m%d}{number:03d}"
 
 
-async def autocommit_execute(
-    session: AsyncSession, stmt: Any, params: dict[str, Any] | None = None
-) -> Any:
-    """Run one statement on the session's connection as its own transaction, ahead of the
-    session's transaction (which PostgreSQL only begins at the next statement).
+@asynccontextmanager
+async def outside_transaction(session: AsyncSession) -> AsyncIterator[bool]:
+    """Run the statements of this block on the session's connection each as its own
+    transaction, ahead of the session's transaction (PostgreSQL's BEGIN is only sent, lazily,
+    at the first statement after the block). Yields whether that is so.
 
     For writes that must not hold their row locks until the request commits (the day's code
-    counter, the round-robin cursor). When the session's transaction has already begun, the
-    statement simply runs inside it: still correct, the lock is just held longer."""
+    counter, the round-robin cursor) and for reads that need no snapshot with the rest. When
+    the session's transaction has already begun, the block simply runs inside it: still
+    correct, the locks are just held longer."""
     conn = await session.connection()
     raw = await conn.get_raw_connection()
     adapter: Any = raw.dbapi_connection  # SQLAlchemy's asyncpg adapter: BEGIN comes lazily
-    if raw.driver_connection.is_in_transaction() or adapter.autocommit:
-        return await conn.execute(stmt, params)
+    driver: Any = raw.driver_connection
+    if driver.is_in_transaction() or adapter.autocommit:
+        yield False
+        return
     adapter.autocommit = True
     try:
-        return await conn.execute(stmt, params)
+        yield True
     finally:
         adapter.autocommit = False
+
+
+async def autocommit_execute(
+    session: AsyncSession, stmt: Any, params: dict[str, Any] | None = None
+) -> Any:
+    """One statement as its own transaction, ahead of the session's (`outside_transaction`)."""
+    async with outside_transaction(session):
+        return await (await session.connection()).execute(stmt, params)
 
 
 _COUNTER_SQL = text(

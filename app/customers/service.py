@@ -402,9 +402,12 @@ async def create(
                 "销售代表只能创建归属自己的客户，请由经理分配。",
             )
         owner_id = principal.user_id
-    elif owner_id is not None and owner_id != principal.user_id:
-        if not principal.has("customers:assign"):
-            raise Forbidden("Setting an owner needs the customers:assign permission.")
+    elif (
+        owner_id is not None
+        and owner_id != principal.user_id
+        and not principal.has("customers:assign")
+    ):
+        raise Forbidden("Setting an owner needs the customers:assign permission.")
     if code is None:
         code = await repo.take_code(session, local_today())
     if idempotency_key:
