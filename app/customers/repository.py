@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any, NamedTuple
 
 import orjson
@@ -173,32 +174,68 @@ def visibility_shape(principal: Principal) -> tuple[bool, bool, bool]:
 
 
 # ---- statements compiled once, run on the asyncpg connection under the session ----------------
-# The hot reads skip SQLAlchemy's per-execution work (cache key, execution context, result
-# processing): the SQL is compiled once per shape and its rows decoded here.
+# The hot paths skip SQLAlchemy's per-execution work (cache key, execution context, result
+# processing): the SQL is compiled once per shape and its rows decoded here. The statement is
+# still reported to SQLAlchemy's `after_cursor_execute` listeners (the bench records them).
 
-_RAW: dict[Any, tuple[str, tuple[str, ...], dict[str, Any]]] = {}
+_RAW: dict[Any, tuple[str, tuple[str, ...], dict[str, Any], dict[str, Any]]] = {}
 JSON_COLUMNS = frozenset({"contacts", "custom", "tags"})
 
 
-def _compiled(key: Any, build: Any, dialect: Any) -> tuple[str, tuple[str, ...], dict[str, Any]]:
+def _compiled(
+    key: Any, build: Any, dialect: Any
+) -> tuple[str, tuple[str, ...], dict[str, Any], dict[str, Any]]:
     hit = _RAW.get(key)
     if hit is None:
-        compiled = build().compile(dialect=dialect)
-        hit = (compiled.string, tuple(compiled.positiontup or ()), compiled.construct_params())
+        stmt = build() if callable(build) else build
+        compiled = stmt.compile(dialect=dialect)
+        processors = dict(compiled._bind_processors)  # what SQLAlchemy applies to bound values
+        hit = (
+            compiled.string,
+            tuple(compiled.positiontup or ()),
+            compiled.construct_params(_check=False),
+            processors,
+        )
         _RAW[key] = hit
     return hit
 
 
 async def raw_fetch(
-    session: AsyncSession, key: Any, build: Any, values: dict[str, Any]
+    session: AsyncSession,
+    key: Any,
+    build: Any,
+    values: dict[str, Any],
+    *,
+    transactional: bool = True,
 ) -> list[dict[str, Any]]:
-    """Rows of the statement `build()` (compiled once under `key`), with `values` for its
-    named bind parameters; JSON columns decoded."""
+    """Rows of the statement `build` (or `build()`), compiled once under `key`, with `values`
+    for its named bind parameters; JSON columns decoded.
+
+    `transactional`: the statement belongs to the session's transaction, which is begun first
+    when it has not been yet; otherwise, before that transaction begins, it runs on its own
+    (autocommit)."""
     conn = await session.connection()
-    sql, names, consts = _compiled(key, build, conn.dialect)
-    args = [values[n] if n in values else consts[n] for n in names]
-    driver: Any = (await conn.get_raw_connection()).driver_connection
+    sql, names, consts, processors = _compiled(key, build, conn.dialect)
+    args = []
+    for n in names:
+        v = values[n] if n in values else consts[n]
+        proc = processors.get(n)
+        args.append(v if proc is None or v is None else proc(v))
+    raw = await conn.get_raw_connection()
+    driver: Any = raw.driver_connection
+    if transactional and not driver.is_in_transaction():
+        adapter: Any = raw.dbapi_connection
+        if not adapter.autocommit:
+            # The BEGIN SQLAlchemy's adapter would send before its next statement.
+            await adapter._start_transaction()
     rows = await driver.fetch(sql, *args)
+    sync = conn.sync_connection
+    if sync is not None and sync.dispatch.after_cursor_execute:
+        cursor = SimpleNamespace(
+            _rows=rows,
+            description=[(k,) for k in rows[0].keys()] if rows else None,  # noqa: SIM118 (a Record)
+        )
+        sync.dispatch.after_cursor_execute(sync, cursor, sql, args, None, False)
     out = []
     for r in rows:
         row = dict(r)
@@ -210,10 +247,12 @@ async def raw_fetch(
     return out
 
 
-def writable(principal: Principal) -> ColumnElement[bool]:
-    """The customers `principal` may change: a sales rep only their own (claim the pool first)."""
+def writable(principal: Principal, *, user: Any = None) -> ColumnElement[bool]:
+    """The customers `principal` may change: a sales rep only their own (claim the pool first).
+    `user`: what stands for the caller's user id (as in `readable_for`)."""
     if principal.own_customers_only:
-        return and_(C.deleted_at.is_(None), C.owner_id == principal.user_id)
+        me = principal.user_id if user is None else user
+        return and_(C.deleted_at.is_(None), C.owner_id == me)
     return C.deleted_at.is_(None)
 
 
@@ -315,9 +354,11 @@ async def take_code(session: AsyncSession, day: date) -> str:
     """The day's next code, taken in a transaction of its own before the request's: the
     counter row is locked for one statement, so concurrent creates never queue behind each
     other. A create that then fails leaves a gap (codes are unique, never reused, not
-    gap-free: SPEC §2)."""
-    last = (await autocommit_execute(session, _COUNTER_SQL, {"day": day, "n": 1})).scalar_one()
-    return format_code(day, int(last))
+    gap-free: SPEC §2). Once the session's transaction has begun, it is taken inside it."""
+    rows = await raw_fetch(
+        session, "take_code", _COUNTER_SQL, {"day": day, "n": 1}, transactional=False
+    )
+    return format_code(day, int(rows[0]["last_value"]))
 
 
 async def next_code(session: AsyncSession, day: date) -> str:
@@ -339,10 +380,14 @@ async def insert_with_code(
     session: AsyncSession, code: str, values: dict[str, Any]
 ) -> dict[str, Any]:
     """Insert a customer under a code already taken (`take_code`); one round trip."""
-    conn = await session.connection()
-    stmt = insert(Customer).values(code=code, **values).returning(*_INSERT_RETURNING)
-    row = (await conn.execute(stmt)).mappings().one()
-    return {**row, "tags": []}
+    names = ("code", *sorted(values))
+
+    def build() -> Any:
+        binds = {n: bindparam(n, None, type_=C[n].type) for n in names}
+        return insert(Customer).values(binds).returning(*_INSERT_RETURNING)
+
+    rows = await raw_fetch(session, ("insert", names), build, {**values, "code": code})
+    return {**rows[0], "tags": []}
 
 
 async def insert_customer(session: AsyncSession, values: dict[str, Any]) -> dict[str, Any]:
