@@ -221,6 +221,12 @@ async def raw_fetch(
         v = values[n] if n in values else consts[n]
         proc = processors.get(n)
         args.append(v if proc is None or v is None else proc(v))
+    return await _run_raw(conn, sql, args, transactional=transactional)
+
+
+async def _run_raw(
+    conn: AsyncConnection, sql: str, args: list[Any], *, transactional: bool
+) -> list[dict[str, Any]]:
     raw = await conn.get_raw_connection()
     driver: Any = raw.driver_connection
     if transactional and not driver.is_in_transaction():
@@ -245,6 +251,36 @@ async def raw_fetch(
                 row[k] = orjson.loads(v)
         out.append(row)
     return out
+
+
+# Dynamic statements (the list's filters): compiled once per SQLAlchemy cache key.
+_BY_CACHE_KEY: dict[Any, Any] = {}
+_BY_CACHE_KEY_MAX = 2000
+
+
+async def fetch_statement(session: AsyncSession, stmt: Any) -> list[dict[str, Any]]:
+    """Rows of a Core statement built per request, run on the asyncpg connection; compiled once
+    per shape (SQLAlchemy's cache key), its values taken from this statement's parameters."""
+    conn = await session.connection()
+    cache_key = stmt._generate_cache_key()
+    compiled = None if cache_key is None else _BY_CACHE_KEY.get(cache_key.key)
+    if compiled is None:
+        dialect = conn.dialect
+        compiled = dialect.statement_compiler(dialect, stmt, cache_key=cache_key)
+        if "POSTCOMPILE" in compiled.string or cache_key is None:  # expanding IN: not here
+            result = await conn.execute(stmt)
+            return [dict(r) for r in result.mappings()]
+        if len(_BY_CACHE_KEY) >= _BY_CACHE_KEY_MAX:
+            _BY_CACHE_KEY.clear()
+        _BY_CACHE_KEY[cache_key.key] = compiled
+    params = compiled.construct_params(extracted_parameters=cache_key.bindparams)
+    processors = compiled._bind_processors
+    args = []
+    for n in compiled.positiontup or ():
+        v = params[n]
+        proc = processors.get(n)
+        args.append(v if proc is None or v is None else proc(v))
+    return await _run_raw(conn, compiled.string, args, transactional=True)
 
 
 def writable(principal: Principal, *, user: Any = None) -> ColumnElement[bool]:
@@ -625,7 +661,7 @@ def filter_conditions(
             else:
                 ids.append(int(o))
         if ids:
-            parts.append(C.owner_id.in_(ids))
+            parts.append(_any(C.owner_id, ids))
         conds.append(or_(*parts))
     for key, col in (
         ("tier", C.value_tier),
@@ -635,7 +671,7 @@ def filter_conditions(
         ("kind", C.kind),
     ):
         if f.get(key):
-            conds.append(col.in_(f[key]))
+            conds.append(_any(col, list(f[key])))
     if f.get("industry"):
         divisions = [i for i in f["industry"] if len(i) == 2]
         sections = [i for i in f["industry"] if len(i) == 1]
@@ -643,9 +679,10 @@ def filter_conditions(
 
         for s in sections:
             divisions.extend(code for code, (sec, _) in DIVISIONS.items() if sec == s)
-        conds.append(C.industry.in_(divisions + sections))
+        conds.append(_any(C.industry, divisions + sections))
     if f.get("region"):
-        conds.append(or_(C.province.in_(f["region"]), C.city.in_(f["region"])))
+        regions = list(f["region"])
+        conds.append(or_(_any(C.province, regions), _any(C.city, regions)))
     if f.get("flag"):
         # The column is a generic ARRAY; the PostgreSQL one knows && (overlap).
         conds.append(type_coerce(C.flags, ARRAY(Text)).overlap(f["flag"]))
@@ -687,8 +724,15 @@ def has_tag(refs: list[str]) -> ColumnElement[bool]:
     """The customer carries a tag named by one of `refs`: an id, or a name in any category."""
     # A reference that looks like an id may also be a name ("2026"); it matches either way.
     ids = [int(r) for r in refs if r.isascii() and r.isdigit() and len(r) <= 18]
-    named = select(T.id).where(or_(T.id.in_(ids), T.name.in_(refs)))
+    named = select(T.id).where(or_(_any(T.id, ids), _any(T.name, refs)))
     return exists().where(CT.customer_id == C.id, CT.tag_id.in_(named))
+
+
+def _any(col: Any, values: list[Any]) -> ColumnElement[bool]:
+    """`col IN (values)` as `col = ANY(array)`: one parameter, one compiled shape whatever the
+    number of values (the same plan: PostgreSQL turns IN lists into = ANY itself)."""
+    cond: ColumnElement[bool] = col == any_(cast(values, ARRAY(col.type)))
+    return cond
 
 
 def custom_condition(key: str, op: str, value: Any, field_type: str) -> ColumnElement[bool]:

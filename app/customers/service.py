@@ -712,8 +712,7 @@ async def _page(
         extra=extra,
         fuzzy=fuzzy,
     )
-    conn = await session.connection()  # Core execution: no ORM machinery on the hot path
-    return list((await conn.execute(stmt)).mappings().all())
+    return await repo.fetch_statement(session, stmt)
 
 
 async def list_customers(
