@@ -274,7 +274,7 @@ async def fetch_statement(session: AsyncSession, stmt: Any) -> list[dict[str, An
             _BY_CACHE_KEY.clear()
         _BY_CACHE_KEY[cache_key.key] = compiled
     params = compiled.construct_params(extracted_parameters=cache_key.bindparams)
-    processors = compiled._bind_processors
+    processors: Any = compiled._bind_processors
     args = []
     for n in compiled.positiontup or ():
         v = params[n]
@@ -729,8 +729,12 @@ def has_tag(refs: list[str]) -> ColumnElement[bool]:
 
 
 def _any(col: Any, values: list[Any]) -> ColumnElement[bool]:
-    """`col IN (values)` as `col = ANY(array)`: one parameter, one compiled shape whatever the
-    number of values (the same plan: PostgreSQL turns IN lists into = ANY itself)."""
+    """`col IN (values)` without an expanding parameter (statements compiled once per shape):
+    one value is `col = v`, as PostgreSQL plans a one-item IN (an index on (col, sort) then
+    delivers the order); more are `col = ANY(array)`, as PostgreSQL plans an IN list."""
+    if len(values) == 1:
+        one: ColumnElement[bool] = col == values[0]
+        return one
     cond: ColumnElement[bool] = col == any_(cast(values, ARRAY(col.type)))
     return cond
 
