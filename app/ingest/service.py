@@ -8,11 +8,11 @@ lost: a failure leaves it in the inbox with its error for an admin to retry. A r
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
-from sqlalchemy import func, select, text, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import service as audit
@@ -193,12 +193,18 @@ async def authenticate(
     signature_header: str | None,
     body: bytes,
 ) -> SourceRow:
-    conn = await session.connection()
-    source = (
-        await conn.execute(select(_SOURCE).where(_SOURCE.c.slug == slug, _SOURCE.c.active))
-    ).first()
-    if source is None:
+    rows = await customer_repo.raw_fetch(
+        session,
+        "ingest.source",
+        lambda: select(_SOURCE).where(
+            _SOURCE.c.slug == bindparam("slug", None, type_=_SOURCE.c.slug.type), _SOURCE.c.active
+        ),
+        {"slug": slug},
+        transactional=False,
+    )
+    if not rows:
         raise NotFound("No such webhook source.", "Webhook 来源不存在。")
+    source = SimpleNamespace(**rows[0])
     try:
         signature.verify(
             list(source.secrets),
@@ -215,15 +221,21 @@ async def authenticate(
 async def store(session: AsyncSession, source_id: int, msg_id: str, payload: Any) -> int | None:
     """Insert into the inbox; None when this webhook-id was delivered before. Run it outside
     the session's transaction (`outside_transaction`): it is committed before processing."""
-    stmt = (
-        pg_insert(WebhookInbox)
-        .values(source_id=source_id, webhook_id=msg_id, payload=payload)
-        .on_conflict_do_nothing(index_elements=["source_id", "webhook_id"])
-        .returning(WebhookInbox.id)
+    rows = await customer_repo.raw_fetch(
+        session,
+        "ingest.store",
+        _STORE_SQL,
+        {"source_id": source_id, "webhook_id": msg_id, "payload": orjson.dumps(payload).decode()},
+        transactional=False,
     )
-    conn = await session.connection()
-    found = (await conn.execute(stmt)).scalar()
-    return None if found is None else int(found)
+    return int(rows[0]["id"]) if rows else None
+
+
+_STORE_SQL = text(
+    "INSERT INTO webhook_inbox (source_id, webhook_id, payload) "
+    "VALUES (:source_id, :webhook_id, CAST(:payload AS jsonb)) "
+    "ON CONFLICT (source_id, webhook_id) DO NOTHING RETURNING id"
+)
 
 
 def _principal(source: SourceRow) -> Principal:
@@ -417,8 +429,9 @@ async def _enrich(
 ) -> str | None:
     """A matched customer gains what it lacked (phone, email, the sender's id); nothing is
     overwritten. Returns its code, None when it is no longer live."""
-    conn = await session.connection()
-    found = await conn.scalar(
+    rows = await customer_repo.raw_fetch(
+        session,
+        "ingest.enrich",
         _ENRICH_SQL,
         {
             "id": customer_id,
@@ -428,7 +441,7 @@ async def _enrich(
             "keys": list(external),
         },
     )
-    return None if found is None else str(found)
+    return str(rows[0]["code"]) if rows else None
 
 
 async def _create_customer(session: AsyncSession, source: SourceRow, plan: _Plan) -> str:
@@ -605,24 +618,13 @@ async def run(
             _interaction_drafts(source, payload, plan.values, plan.bad_phones),
             customer_id=customer_id,
         )
-        conn = await session.connection()
-        done = await conn.scalar(
-            update(WebhookInbox)
-            .where(WebhookInbox.id == inbox_id, WebhookInbox.status != "processed")
-            .values(
-                status="processed",
-                attempts=WebhookInbox.attempts + 1,
-                error=None,
-                customer_id=(
-                    customer_id
-                    if customer_id is not None
-                    else select(C.id).where(C.code == code).scalar_subquery()
-                ),
-                processed_at=func.now(),
-            )
-            .returning(WebhookInbox.id)
+        done = await customer_repo.raw_fetch(
+            session,
+            "ingest.processed",
+            _PROCESSED_SQL,
+            {"id": inbox_id, "customer_id": customer_id, "code": code},
         )
-        if done is None:  # processed meanwhile by a concurrent retry: that one stands
+        if not done:  # processed meanwhile by a concurrent retry: that one stands
             await session.rollback()
             return DeliveryResult(status="duplicate", inbox_id=inbox_id)
         await session.commit()
@@ -639,6 +641,19 @@ async def run(
         if isinstance(exc, AppError | ValueError | KeyError | TypeError):
             return DeliveryResult(status="failed", inbox_id=inbox_id)
         raise
+
+
+# The event done, unless a concurrent retry did it first (then this one rolls back).
+_PROCESSED_SQL = text(
+    """
+UPDATE webhook_inbox
+   SET status = 'processed', attempts = attempts + 1, error = NULL, processed_at = now(),
+       customer_id = coalesce(CAST(:customer_id AS bigint),
+                              (SELECT id FROM customers WHERE code = CAST(:code AS text)))
+ WHERE id = :id AND status <> 'processed'
+RETURNING id
+"""
+)
 
 
 def _describe(exc: Exception) -> str:
