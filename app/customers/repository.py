@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from types import SimpleNamespace
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, NoReturn
 
 import orjson
 from sqlalchemy import (
@@ -234,7 +234,10 @@ async def _run_raw(
         if not adapter.autocommit:
             # The BEGIN SQLAlchemy's adapter would send before its next statement.
             await adapter._start_transaction()
-    rows = await driver.fetch(sql, *args)
+    try:
+        rows = await driver.fetch(sql, *args)
+    except Exception as err:
+        _raise_as_sqlalchemy(conn, raw.dbapi_connection, err, sql, args)
     sync = conn.sync_connection
     if sync is not None and sync.dispatch.after_cursor_execute:
         cursor = SimpleNamespace(
@@ -251,6 +254,22 @@ async def _run_raw(
                 row[k] = orjson.loads(v)
         out.append(row)
     return out
+
+
+def _raise_as_sqlalchemy(
+    conn: AsyncConnection, adapter: Any, err: Exception, sql: str, args: list[Any]
+) -> NoReturn:
+    """Raise a driver error as SQLAlchemy would have: the adapter's DBAPI error wrapped in
+    `sqlalchemy.exc.DBAPIError` (so deadlocks are retried, a lost connection is invalidated
+    and answered 503, like every other statement's)."""
+    try:
+        adapter._handle_exception(err)  # raises the translated DBAPI error
+    except Exception as dbapi_error:
+        sync = conn.sync_connection
+        if sync is None:
+            raise
+        sync._handle_dbapi_exception(dbapi_error, sql, args, None, None)
+    raise err
 
 
 # Dynamic statements (the list's filters): compiled once per SQLAlchemy cache key.
