@@ -390,14 +390,6 @@ async def outside_transaction(session: AsyncSession) -> AsyncIterator[bool]:
         adapter.autocommit = False
 
 
-async def autocommit_execute(
-    session: AsyncSession, stmt: Any, params: dict[str, Any] | None = None
-) -> Any:
-    """One statement as its own transaction, ahead of the session's (`outside_transaction`)."""
-    async with outside_transaction(session):
-        return await (await session.connection()).execute(stmt, params)
-
-
 _COUNTER_SQL = text(
     "INSERT INTO customer_code_counters (day, last_value) VALUES (:day, :n) "
     "ON CONFLICT (day) DO UPDATE "
@@ -414,10 +406,6 @@ async def take_code(session: AsyncSession, day: date) -> str:
         session, "take_code", _COUNTER_SQL, {"day": day, "n": 1}, transactional=False
     )
     return format_code(day, int(rows[0]["last_value"]))
-
-
-async def next_code(session: AsyncSession, day: date) -> str:
-    return await take_code(session, day)
 
 
 async def reserve_codes(session: AsyncSession | AsyncConnection, day: date, count: int) -> int:

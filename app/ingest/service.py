@@ -259,7 +259,7 @@ turn AS (
      WHERE id = :source_id AND (SELECT ids FROM reps) IS NOT NULL
     RETURNING rr_cursor
 )
-SELECT reps.ids[((turn.rr_cursor - 1) % cardinality(reps.ids)) + 1] FROM reps, turn
+SELECT reps.ids[((turn.rr_cursor - 1) % cardinality(reps.ids)) + 1] AS rep FROM reps, turn
 """
 )
 
@@ -286,11 +286,14 @@ async def _pick_owner(
         return fallback
     if mode == "round_robin":
         # One atomic increment per event: concurrent deliveries still spread evenly.
-        result = await customer_repo.autocommit_execute(
-            session, _ROUND_ROBIN_SQL, {"source_id": source.id}
+        rows = await customer_repo.raw_fetch(
+            session,
+            "ingest.round_robin",
+            _ROUND_ROBIN_SQL,
+            {"source_id": source.id},
+            transactional=False,
         )
-        rep = result.scalar()
-        return None if rep is None else int(rep)
+        return int(rows[0]["rep"]) if rows and rows[0]["rep"] is not None else None
     return None
 
 
