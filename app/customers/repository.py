@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Any, NamedTuple
+from types import SimpleNamespace
+from typing import Any, NamedTuple, NoReturn
 
+import orjson
 from sqlalchemy import (
     ColumnElement,
     DateTime,
@@ -17,12 +21,14 @@ from sqlalchemy import (
     Text,
     and_,
     any_,
+    bindparam,
     case,
     cast,
     exists,
     false,
     func,
     literal,
+    literal_column,
     or_,
     select,
     text,
@@ -41,7 +47,7 @@ from sqlalchemy.dialects.postgresql import (
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.auth.principal import Principal
-from app.models.customer import Customer, CustomerCodeCounter, CustomField, SourceChannel
+from app.models.customer import Customer, CustomField, SourceChannel
 from app.models.tag import CustomerTag, Tag, TagCategory
 
 C = Customer.__table__.c
@@ -61,7 +67,7 @@ TAGS = (
                 ),
                 type_=JSONB,
             ),
-            literal([], JSONB),
+            literal_column("'[]'::jsonb", JSONB),
             type_=JSONB,
         )
     )
@@ -137,16 +143,18 @@ READ_COLUMNS = [
 
 
 def readable_for(
-    principal: Principal, t: Any, *, include_deleted: bool = False
+    principal: Principal, t: Any, *, include_deleted: bool = False, user: Any = None
 ) -> ColumnElement[bool]:
     """The customers `principal` may see, for table or alias `t`: a sales rep sees their own
-    and the shared pool; every other role and service accounts see all."""
+    and the shared pool; every other role and service accounts see all. `user`: what stands
+    for the caller's user id (a bind parameter in a statement compiled once per shape)."""
     live = true() if include_deleted else t.deleted_at.is_(None)
     if principal.role == "marketing":
         # A withdrawn marketing consent stops processing for that purpose (SPEC §12).
         live = and_(live, ~t.flags.contains(["no_marketing"]))
     if principal.own_customers_only:
-        return and_(live, or_(t.owner_id == principal.user_id, t.owner_id.is_(None)))
+        me = principal.user_id if user is None else user
+        return and_(live, or_(t.owner_id == me, t.owner_id.is_(None)))
     if principal.kind in {"user", "service", "system", "webhook"}:
         return live
     return false()
@@ -156,10 +164,150 @@ def readable(principal: Principal, *, include_deleted: bool = False) -> ColumnEl
     return readable_for(principal, C, include_deleted=include_deleted)
 
 
-def writable(principal: Principal) -> ColumnElement[bool]:
-    """The customers `principal` may change: a sales rep only their own (claim the pool first)."""
+def visibility_shape(principal: Principal) -> tuple[bool, bool, bool]:
+    """What `readable_for` depends on besides the user id: one compiled statement each."""
+    return (
+        principal.role == "marketing",
+        principal.own_customers_only,
+        principal.kind in {"user", "service", "system", "webhook"},
+    )
+
+
+# ---- statements compiled once, run on the asyncpg connection under the session ----------------
+# The hot paths skip SQLAlchemy's per-execution work (cache key, execution context, result
+# processing): the SQL is compiled once per shape and its rows decoded here. The statement is
+# still reported to SQLAlchemy's `after_cursor_execute` listeners (the bench records them).
+
+_RAW: dict[Any, tuple[str, tuple[str, ...], dict[str, Any], dict[str, Any]]] = {}
+JSON_COLUMNS = frozenset({"contacts", "custom", "tags"})
+
+
+def _compiled(
+    key: Any, build: Any, dialect: Any
+) -> tuple[str, tuple[str, ...], dict[str, Any], dict[str, Any]]:
+    hit = _RAW.get(key)
+    if hit is None:
+        stmt = build() if callable(build) else build
+        compiled = stmt.compile(dialect=dialect)
+        processors = dict(compiled._bind_processors)  # what SQLAlchemy applies to bound values
+        hit = (
+            compiled.string,
+            tuple(compiled.positiontup or ()),
+            compiled.construct_params(_check=False),
+            processors,
+        )
+        _RAW[key] = hit
+    return hit
+
+
+async def raw_fetch(
+    session: AsyncSession,
+    key: Any,
+    build: Any,
+    values: dict[str, Any],
+    *,
+    transactional: bool = True,
+) -> list[dict[str, Any]]:
+    """Rows of the statement `build` (or `build()`), compiled once under `key`, with `values`
+    for its named bind parameters; JSON columns decoded.
+
+    `transactional`: the statement belongs to the session's transaction, which is begun first
+    when it has not been yet; otherwise, before that transaction begins, it runs on its own
+    (autocommit)."""
+    conn = await session.connection()
+    sql, names, consts, processors = _compiled(key, build, conn.dialect)
+    args = []
+    for n in names:
+        v = values[n] if n in values else consts[n]
+        proc = processors.get(n)
+        args.append(v if proc is None or v is None else proc(v))
+    return await _run_raw(conn, sql, args, transactional=transactional)
+
+
+async def _run_raw(
+    conn: AsyncConnection, sql: str, args: list[Any], *, transactional: bool
+) -> list[dict[str, Any]]:
+    raw = await conn.get_raw_connection()
+    driver: Any = raw.driver_connection
+    if transactional and not driver.is_in_transaction():
+        adapter: Any = raw.dbapi_connection
+        if not adapter.autocommit:
+            # The BEGIN SQLAlchemy's adapter would send before its next statement.
+            await adapter._start_transaction()
+    try:
+        rows = await driver.fetch(sql, *args)
+    except Exception as err:
+        _raise_as_sqlalchemy(conn, raw.dbapi_connection, err, sql, args)
+    sync = conn.sync_connection
+    if sync is not None and sync.dispatch.after_cursor_execute:
+        cursor = SimpleNamespace(
+            _rows=rows,
+            description=[(k,) for k in rows[0].keys()] if rows else None,  # noqa: SIM118 (a Record)
+        )
+        sync.dispatch.after_cursor_execute(sync, cursor, sql, args, None, False)
+    out = []
+    for r in rows:
+        row = dict(r)
+        for k in JSON_COLUMNS:
+            v = row.get(k)
+            if isinstance(v, str):
+                row[k] = orjson.loads(v)
+        out.append(row)
+    return out
+
+
+def _raise_as_sqlalchemy(
+    conn: AsyncConnection, adapter: Any, err: Exception, sql: str, args: list[Any]
+) -> NoReturn:
+    """Raise a driver error as SQLAlchemy would have: the adapter's DBAPI error wrapped in
+    `sqlalchemy.exc.DBAPIError` (so deadlocks are retried, a lost connection is invalidated
+    and answered 503, like every other statement's)."""
+    try:
+        adapter._handle_exception(err)  # raises the translated DBAPI error
+    except Exception as dbapi_error:
+        sync = conn.sync_connection
+        if sync is None:
+            raise
+        sync._handle_dbapi_exception(dbapi_error, sql, args, None, None)
+    raise err
+
+
+# Dynamic statements (the list's filters): compiled once per SQLAlchemy cache key.
+_BY_CACHE_KEY: dict[Any, Any] = {}
+_BY_CACHE_KEY_MAX = 2000
+
+
+async def fetch_statement(session: AsyncSession, stmt: Any) -> list[dict[str, Any]]:
+    """Rows of a Core statement built per request, run on the asyncpg connection; compiled once
+    per shape (SQLAlchemy's cache key), its values taken from this statement's parameters."""
+    conn = await session.connection()
+    cache_key = stmt._generate_cache_key()
+    compiled = None if cache_key is None else _BY_CACHE_KEY.get(cache_key.key)
+    if compiled is None:
+        dialect = conn.dialect
+        compiled = dialect.statement_compiler(dialect, stmt, cache_key=cache_key)
+        if "POSTCOMPILE" in compiled.string or cache_key is None:  # expanding IN: not here
+            result = await conn.execute(stmt)
+            return [dict(r) for r in result.mappings()]
+        if len(_BY_CACHE_KEY) >= _BY_CACHE_KEY_MAX:
+            _BY_CACHE_KEY.clear()
+        _BY_CACHE_KEY[cache_key.key] = compiled
+    params = compiled.construct_params(extracted_parameters=cache_key.bindparams)
+    processors: Any = compiled._bind_processors
+    args = []
+    for n in compiled.positiontup or ():
+        v = params[n]
+        proc = processors.get(n)
+        args.append(v if proc is None or v is None else proc(v))
+    return await _run_raw(conn, compiled.string, args, transactional=True)
+
+
+def writable(principal: Principal, *, user: Any = None) -> ColumnElement[bool]:
+    """The customers `principal` may change: a sales rep only their own (claim the pool first).
+    `user`: what stands for the caller's user id (as in `readable_for`)."""
     if principal.own_customers_only:
-        return and_(C.deleted_at.is_(None), C.owner_id == principal.user_id)
+        me = principal.user_id if user is None else user
+        return and_(C.deleted_at.is_(None), C.owner_id == me)
     return C.deleted_at.is_(None)
 
 
@@ -174,16 +322,27 @@ async def customer_id_for(
 async def get(
     session: AsyncSession, principal: Principal, code: str, *, include_deleted: bool = False
 ) -> dict[str, Any] | None:
-    # Core execution on the session's connection: the same SQL without the ORM session's
-    # per-statement machinery (a hot path; see bench/results notes).
-    conn = await session.connection()
-    result = await conn.execute(
-        select(*READ_COLUMNS).where(
-            C.code == code, readable(principal, include_deleted=include_deleted)
+    # A hot path: compiled once per visibility shape, run on the asyncpg connection.
+    shape = visibility_shape(principal)
+
+    def build() -> Select[Any]:
+        cond = readable_for(
+            principal,
+            C,
+            include_deleted=include_deleted,
+            user=bindparam("uid", None, type_=C.owner_id.type),
         )
+        return select(*READ_COLUMNS).where(
+            C.code == bindparam("code", None, type_=C.code.type), cond
+        )
+
+    rows = await raw_fetch(
+        session,
+        ("get", shape, include_deleted),
+        build,
+        {"code": code, "uid": principal.user_id},
     )
-    row = result.mappings().first()
-    return dict(row) if row else None
+    return rows[0] if rows else None
 
 
 async def lock_for_update(
@@ -207,21 +366,51 @@ def format_code(day: date, number: int) -> str:
     return f"C{day:%Y%m%d}{number:03d}"
 
 
-async def next_code(session: AsyncSession, day: date) -> str:
-    """Take the next per-day number. The counter row stays locked until commit: gap-free."""
-    return format_code(day, await reserve_codes(session, day, 1))
+@asynccontextmanager
+async def outside_transaction(session: AsyncSession) -> AsyncIterator[bool]:
+    """Run the statements of this block on the session's connection each as its own
+    transaction, ahead of the session's transaction (PostgreSQL's BEGIN is only sent, lazily,
+    at the first statement after the block). Yields whether that is so.
+
+    For writes that must not hold their row locks until the request commits (the day's code
+    counter, the round-robin cursor) and for reads that need no snapshot with the rest. When
+    the session's transaction has already begun, the block simply runs inside it: still
+    correct, the locks are just held longer."""
+    conn = await session.connection()
+    raw = await conn.get_raw_connection()
+    adapter: Any = raw.dbapi_connection  # SQLAlchemy's asyncpg adapter: BEGIN comes lazily
+    driver: Any = raw.driver_connection
+    if driver.is_in_transaction() or adapter.autocommit:
+        yield False
+        return
+    adapter.autocommit = True
+    try:
+        yield True
+    finally:
+        adapter.autocommit = False
+
+
+_COUNTER_SQL = text(
+    "INSERT INTO customer_code_counters (day, last_value) VALUES (:day, :n) "
+    "ON CONFLICT (day) DO UPDATE "
+    "SET last_value = customer_code_counters.last_value + :n RETURNING last_value"
+)
+
+
+async def take_code(session: AsyncSession, day: date) -> str:
+    """The day's next code, taken in a transaction of its own before the request's: the
+    counter row is locked for one statement, so concurrent creates never queue behind each
+    other. A create that then fails leaves a gap (codes are unique, never reused, not
+    gap-free: SPEC §2). Once the session's transaction has begun, it is taken inside it."""
+    rows = await raw_fetch(
+        session, "take_code", _COUNTER_SQL, {"day": day, "n": 1}, transactional=False
+    )
+    return format_code(day, int(rows[0]["last_value"]))
 
 
 async def reserve_codes(session: AsyncSession | AsyncConnection, day: date, count: int) -> int:
     """Take `count` consecutive numbers of `day` with one statement; returns the first."""
-    last = await session.scalar(
-        text(
-            "INSERT INTO customer_code_counters (day, last_value) VALUES (:day, :n) "
-            "ON CONFLICT (day) DO UPDATE "
-            "SET last_value = customer_code_counters.last_value + :n RETURNING last_value"
-        ),
-        {"day": day, "n": count},
-    )
+    last = await session.scalar(_COUNTER_SQL, {"day": day, "n": count})
     assert last is not None
     return int(last) - count + 1
 
@@ -231,35 +420,17 @@ _INSERT_RETURNING = [col for col in READ_COLUMNS if col is not TAGS]
 
 
 async def insert_with_code(
-    session: AsyncSession, day: date, values: dict[str, Any], search_rest: str
+    session: AsyncSession, code: str, values: dict[str, Any]
 ) -> dict[str, Any]:
-    """Take the day's next code and insert the customer in ONE statement.
+    """Insert a customer under a code already taken (`take_code`); one round trip."""
+    names = ("code", *sorted(values))
 
-    The counter row stays locked until commit (codes stay gap-free); doing both in one round
-    trip, after every lookup, keeps that lock as short as the transaction allows."""
-    counter = CustomerCodeCounter
-    seq = (
-        insert(counter)
-        .values(day=day, last_value=1)
-        .on_conflict_do_update(index_elements=["day"], set_={"last_value": counter.last_value + 1})
-        .returning(counter.last_value)
-        .cte("seq")
-    )
-    number = cast(seq.c.last_value, Text)
-    code = literal(f"C{day:%Y%m%d}") + case(
-        (seq.c.last_value < 1000, func.lpad(number, 3, "0")), else_=number
-    )
-    names = list(values)
-    selected = [literal(values[n], type_=C[n].type) for n in names]
-    query = select(code, func.lower(code) + literal(" " + search_rest), *selected).select_from(seq)
-    stmt = (
-        insert(Customer)
-        .from_select(["code", "search_text", *names], query)
-        .add_cte(seq)
-        .returning(*_INSERT_RETURNING)
-    )
-    row = (await session.execute(stmt)).mappings().one()
-    return {**row, "tags": []}
+    def build() -> Any:
+        binds = {n: bindparam(n, None, type_=C[n].type) for n in names}
+        return insert(Customer).values(binds).returning(*_INSERT_RETURNING)
+
+    rows = await raw_fetch(session, ("insert", names), build, {**values, "code": code})
+    return {**rows[0], "tags": []}
 
 
 async def insert_customer(session: AsyncSession, values: dict[str, Any]) -> dict[str, Any]:
@@ -497,7 +668,7 @@ def filter_conditions(
             else:
                 ids.append(int(o))
         if ids:
-            parts.append(C.owner_id.in_(ids))
+            parts.append(_any(C.owner_id, ids))
         conds.append(or_(*parts))
     for key, col in (
         ("tier", C.value_tier),
@@ -507,7 +678,7 @@ def filter_conditions(
         ("kind", C.kind),
     ):
         if f.get(key):
-            conds.append(col.in_(f[key]))
+            conds.append(_any(col, list(f[key])))
     if f.get("industry"):
         divisions = [i for i in f["industry"] if len(i) == 2]
         sections = [i for i in f["industry"] if len(i) == 1]
@@ -515,9 +686,10 @@ def filter_conditions(
 
         for s in sections:
             divisions.extend(code for code, (sec, _) in DIVISIONS.items() if sec == s)
-        conds.append(C.industry.in_(divisions + sections))
+        conds.append(_any(C.industry, divisions + sections))
     if f.get("region"):
-        conds.append(or_(C.province.in_(f["region"]), C.city.in_(f["region"])))
+        regions = list(f["region"])
+        conds.append(or_(_any(C.province, regions), _any(C.city, regions)))
     if f.get("flag"):
         # The column is a generic ARRAY; the PostgreSQL one knows && (overlap).
         conds.append(type_coerce(C.flags, ARRAY(Text)).overlap(f["flag"]))
@@ -559,8 +731,19 @@ def has_tag(refs: list[str]) -> ColumnElement[bool]:
     """The customer carries a tag named by one of `refs`: an id, or a name in any category."""
     # A reference that looks like an id may also be a name ("2026"); it matches either way.
     ids = [int(r) for r in refs if r.isascii() and r.isdigit() and len(r) <= 18]
-    named = select(T.id).where(or_(T.id.in_(ids), T.name.in_(refs)))
+    named = select(T.id).where(or_(_any(T.id, ids), _any(T.name, refs)))
     return exists().where(CT.customer_id == C.id, CT.tag_id.in_(named))
+
+
+def _any(col: Any, values: list[Any]) -> ColumnElement[bool]:
+    """`col IN (values)` without an expanding parameter (statements compiled once per shape):
+    one value is `col = v`, as PostgreSQL plans a one-item IN (an index on (col, sort) then
+    delivers the order); more are `col = ANY(array)`, as PostgreSQL plans an IN list."""
+    if len(values) == 1:
+        one: ColumnElement[bool] = col == values[0]
+        return one
+    cond: ColumnElement[bool] = col == any_(cast(values, ARRAY(col.type)))
+    return cond
 
 
 def custom_condition(key: str, op: str, value: Any, field_type: str) -> ColumnElement[bool]:

@@ -381,16 +381,12 @@ async def create(
     data: CustomerCreate,
     *,
     idempotency_key: str | None = None,
+    code: str | None = None,
 ) -> dict[str, Any]:
-    """Create a customer; returns the caller's view. Same key + same body → same answer."""
-    payload = data.model_dump(mode="json", exclude_unset=True)
-    if idempotency_key:
-        replayed = await idempotency.replay_or_reserve(
-            session, principal.subject, idempotency_key, "customers.create", payload
-        )
-        if replayed is not None:
-            return replayed
+    """Create a customer; returns the caller's view. Same key + same body → same answer.
 
+    The code is taken first, in its own one-statement transaction, before this request's
+    transaction begins (see `repo.take_code`); `code` is one taken already by the caller."""
     values = _columns_from(data.model_dump(exclude_unset=True))
     given = [f for f in sensitive.SENSITIVE_FIELDS if values.get(f) is not None]
     if given:
@@ -406,11 +402,27 @@ async def create(
                 "销售代表只能创建归属自己的客户，请由经理分配。",
             )
         owner_id = principal.user_id
-    elif owner_id is not None:
-        if owner_id != principal.user_id and not principal.has("customers:assign"):
-            raise Forbidden("Setting an owner needs the customers:assign permission.")
-        if not await repo.user_exists(session, owner_id):
-            raise ValidationFailed(errors=[field_error("owner_id", "no such active user")])
+    elif (
+        owner_id is not None
+        and owner_id != principal.user_id
+        and not principal.has("customers:assign")
+    ):
+        raise Forbidden("Setting an owner needs the customers:assign permission.")
+    if code is None:
+        code = await repo.take_code(session, local_today())
+    if idempotency_key:
+        payload = data.model_dump(mode="json", exclude_unset=True)
+        replayed = await idempotency.replay_or_reserve(
+            session, principal.subject, idempotency_key, "customers.create", payload
+        )
+        if replayed is not None:
+            return replayed
+    if (
+        owner_id is not None
+        and not principal.own_customers_only
+        and not await repo.user_exists(session, owner_id)
+    ):
+        raise ValidationFailed(errors=[field_error("owner_id", "no such active user")])
     if values.get("source"):
         values["source"] = await _resolve_source(session, values["source"])
     values["custom"] = await _validate_custom(session, values.get("custom"), {}, creating=True)
@@ -419,9 +431,8 @@ async def create(
     values.update(owner_id=owner_id, created_by=principal.subject, updated_by=principal.subject)
     values["flags"] = compute_flags(values, [])
     values["name_key"] = name_key(values["name"])
-    rest = record_search_words(values)
-    row = await repo.insert_with_code(session, local_today(), values, rest)
-    code = row["code"]
+    values["search_text"] = with_code(code, record_search_words(values))
+    row = await repo.insert_with_code(session, code, values)
     await identity_repo.record_candidates_for(session, row["id"])
     if CLASS_INPUTS & values.keys():
         row = await _reclassified(session, principal, row)
@@ -701,8 +712,7 @@ async def _page(
         extra=extra,
         fuzzy=fuzzy,
     )
-    conn = await session.connection()  # Core execution: no ORM machinery on the hot path
-    return list((await conn.execute(stmt)).mappings().all())
+    return await repo.fetch_statement(session, stmt)
 
 
 async def list_customers(

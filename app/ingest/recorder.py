@@ -14,8 +14,14 @@ from app.interactions.schemas import InteractionCreate
 
 
 async def record(
-    session: AsyncSession, principal: Principal, code: str, drafts: list[dict[str, Any]]
+    session: AsyncSession,
+    principal: Principal,
+    code: str,
+    drafts: list[dict[str, Any]],
+    *,
+    customer_id: int | None = None,
 ) -> list[int]:
+    """`customer_id`: the customer's row is already locked by the caller (no second lock)."""
     latest_allowed = datetime.now(UTC) + timedelta(minutes=4)
     ids = []
     for draft in drafts:
@@ -28,6 +34,11 @@ async def record(
             direction=draft["direction"],
             summary=draft["summary"],
         )
-        created = await interactions.create(session, principal, data)
+        if customer_id is not None:
+            created = await interactions.create_locked(
+                session, principal, data, (customer_id, code)
+            )
+        else:
+            created = await interactions.create(session, principal, data)
         ids.append(int(created["id"]))
     return ids

@@ -10,8 +10,9 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from app.auth.dependencies import Public, require
 from app.auth.principal import Principal
 from app.core.db import SessionDep
-from app.core.errors import NotFound, ValidationFailed
+from app.core.errors import ValidationFailed
 from app.core.responses import FastJSONResponse
+from app.customers.repository import outside_transaction
 from app.ingest import service
 from app.ingest.schemas import (
     DeliveryResult,
@@ -21,7 +22,6 @@ from app.ingest.schemas import (
     WebhookSourceRead,
     WebhookSourceUpdate,
 )
-from app.models.identity import WebhookInbox
 
 router = APIRouter(tags=["webhooks"])
 
@@ -46,26 +46,30 @@ async def deliver(
     """Receive a signed event (Standard Webhooks); stored first, then processed once."""
     body = await request.body()
     maker = request.app.state.sessionmaker
-    engine = request.app.state.engine
+    # One connection for the whole delivery: the source and the inbox row each in a
+    # statement of their own (the event is stored, committed, before it is processed), then
+    # the event's transaction.
     async with maker() as session:
-        source = await service.authenticate(
-            session,
-            slug,
-            msg_id=webhook_id,
-            timestamp=webhook_timestamp,
-            signature_header=webhook_signature,
-            body=body,
-        )
-        source_id = source.id
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise ValidationFailed("The body is not valid JSON.", "请求体不是有效的 JSON。") from exc
-    assert webhook_id is not None
-    inbox_id = await service.store(engine, source_id, webhook_id, payload)
-    if inbox_id is None:
-        return FastJSONResponse({"status": "duplicate"}, status_code=200)
-    result = await service.run(maker, engine, inbox_id)
+        async with outside_transaction(session):
+            source = await service.authenticate(
+                session,
+                slug,
+                msg_id=webhook_id,
+                timestamp=webhook_timestamp,
+                signature_header=webhook_signature,
+                body=body,
+            )
+            try:
+                payload = orjson.loads(body)
+            except orjson.JSONDecodeError as exc:
+                raise ValidationFailed(
+                    "The body is not valid JSON.", "请求体不是有效的 JSON。"
+                ) from exc
+            assert webhook_id is not None
+            inbox_id = await service.store(session, source.id, webhook_id, payload)
+        if inbox_id is None:
+            return FastJSONResponse({"status": "duplicate"}, status_code=200)
+        result = await service.run(session, inbox_id, source, payload)
     return FastJSONResponse(
         result.model_dump(), status_code=202 if result.status == "failed" else 200
     )
@@ -147,11 +151,8 @@ async def retry_event(
     event_id: int, request: Request, _: Annotated[Principal, require("webhooks:admin")]
 ) -> Response:
     """Process a stored event again (after fixing the source's mapping, say)."""
-    maker = request.app.state.sessionmaker
-    async with maker() as session:
-        if await session.get(WebhookInbox, event_id) is None:
-            raise NotFound()
-    result = await service.run(maker, request.app.state.engine, event_id)
+    async with request.app.state.sessionmaker() as session:
+        result = await service.run(session, event_id)
     return FastJSONResponse(
         result.model_dump(), status_code=202 if result.status == "failed" else 200
     )

@@ -8,11 +8,12 @@ lost: a failure leaves it in the inbox with its error for an admin to retry. A r
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+import orjson
+from sqlalchemy import bindparam, func, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import service as audit
 from app.auth.principal import Principal
@@ -25,6 +26,7 @@ from app.core.errors import (
     field_error,
 )
 from app.core.pagination import decode_cursor, encode_cursor
+from app.customers import repository as customer_repo
 from app.customers import service as customers
 from app.customers.industries import resolve_industry
 from app.customers.normalize import normalize_phone
@@ -40,7 +42,6 @@ from app.ingest.schemas import (
 )
 from app.models.customer import Customer
 from app.models.identity import WebhookInbox, WebhookSource
-from app.models.user import User
 
 C = Customer.__table__.c
 
@@ -177,6 +178,12 @@ def pick(payload: Any, path: str) -> Any:
     return current
 
 
+# A source as a Core row (attribute access like the ORM entity) on the delivery path.
+SourceRow = Any
+_SOURCE = WebhookSource.__table__
+_INBOX = WebhookInbox.__table__
+
+
 async def authenticate(
     session: AsyncSession,
     slug: str,
@@ -185,12 +192,19 @@ async def authenticate(
     timestamp: str | None,
     signature_header: str | None,
     body: bytes,
-) -> WebhookSource:
-    source = await session.scalar(
-        select(WebhookSource).where(WebhookSource.slug == slug, WebhookSource.active)
+) -> SourceRow:
+    rows = await customer_repo.raw_fetch(
+        session,
+        "ingest.source",
+        lambda: select(_SOURCE).where(
+            _SOURCE.c.slug == bindparam("slug", None, type_=_SOURCE.c.slug.type), _SOURCE.c.active
+        ),
+        {"slug": slug},
+        transactional=False,
     )
-    if source is None:
+    if not rows:
         raise NotFound("No such webhook source.", "Webhook 来源不存在。")
+    source = SimpleNamespace(**rows[0])
     try:
         signature.verify(
             list(source.secrets),
@@ -204,19 +218,27 @@ async def authenticate(
     return source
 
 
-async def store(engine: AsyncEngine, source_id: int, msg_id: str, payload: Any) -> int | None:
-    """Insert into the inbox and commit; None when this webhook-id was delivered before."""
-    stmt = (
-        pg_insert(WebhookInbox)
-        .values(source_id=source_id, webhook_id=msg_id, payload=payload)
-        .on_conflict_do_nothing(index_elements=["source_id", "webhook_id"])
-        .returning(WebhookInbox.id)
+async def store(session: AsyncSession, source_id: int, msg_id: str, payload: Any) -> int | None:
+    """Insert into the inbox; None when this webhook-id was delivered before. Run it outside
+    the session's transaction (`outside_transaction`): it is committed before processing."""
+    rows = await customer_repo.raw_fetch(
+        session,
+        "ingest.store",
+        _STORE_SQL,
+        {"source_id": source_id, "webhook_id": msg_id, "payload": orjson.dumps(payload).decode()},
+        transactional=False,
     )
-    async with engine.begin() as conn:
-        return await conn.scalar(stmt)
+    return int(rows[0]["id"]) if rows else None
 
 
-def _principal(source: WebhookSource) -> Principal:
+_STORE_SQL = text(
+    "INSERT INTO webhook_inbox (source_id, webhook_id, payload) "
+    "VALUES (:source_id, :webhook_id, CAST(:payload AS jsonb)) "
+    "ON CONFLICT (source_id, webhook_id) DO NOTHING RETURNING id"
+)
+
+
+def _principal(source: SourceRow) -> Principal:
     return Principal(
         kind="webhook",
         id=source.id,
@@ -225,13 +247,31 @@ def _principal(source: WebhookSource) -> Principal:
     )
 
 
+# The next active sales rep in turn, and the cursor moved on, in one statement. Run outside
+# the request's transaction, the source row is locked for this statement only.
+_ROUND_ROBIN_SQL = text(
+    """
+WITH reps AS (
+    SELECT array_agg(id ORDER BY id) AS ids FROM users WHERE role = 'sales' AND is_active
+),
+turn AS (
+    UPDATE webhook_sources SET rr_cursor = rr_cursor + 1
+     WHERE id = :source_id AND (SELECT ids FROM reps) IS NOT NULL
+    RETURNING rr_cursor
+)
+SELECT reps.ids[((turn.rr_cursor - 1) % cardinality(reps.ids)) + 1] AS rep FROM reps, turn
+"""
+)
+
+
 async def _pick_owner(
-    session: AsyncSession, source: WebhookSource, fields: dict[str, Any]
+    session: AsyncSession, source: SourceRow, fields: dict[str, Any]
 ) -> int | None:
     rule = source.assignment or {}
     mode = rule.get("mode", "none")
     if mode == "fixed":
-        return rule.get("owner_id")
+        owner: int | None = rule.get("owner_id")
+        return owner
     if mode in {"by_region", "by_industry"}:
         rules: dict[str, int] = rule.get("rules") or {}
         keys = (
@@ -242,29 +282,22 @@ async def _pick_owner(
         for key in keys:
             if key and key in rules:
                 return rules[key]
-        return rule.get("owner_id")
+        fallback: int | None = rule.get("owner_id")
+        return fallback
     if mode == "round_robin":
-        reps = list(
-            (
-                await session.scalars(
-                    select(User.id).where(User.role == "sales", User.is_active).order_by(User.id)
-                )
-            ).all()
-        )
-        if not reps:
-            return None
         # One atomic increment per event: concurrent deliveries still spread evenly.
-        turn = await session.scalar(
-            update(WebhookSource)
-            .where(WebhookSource.id == source.id)
-            .values(rr_cursor=WebhookSource.rr_cursor + 1)
-            .returning(WebhookSource.rr_cursor)
+        rows = await customer_repo.raw_fetch(
+            session,
+            "ingest.round_robin",
+            _ROUND_ROBIN_SQL,
+            {"source_id": source.id},
+            transactional=False,
         )
-        return int(reps[(int(turn or 1) - 1) % len(reps)])
+        return int(rows[0]["rep"]) if rows and rows[0]["rep"] is not None else None
     return None
 
 
-def extract(source: WebhookSource, payload: Any) -> dict[str, Any]:
+def extract(source: SourceRow, payload: Any) -> dict[str, Any]:
     """Mapped values, by target name, from one event."""
     return {
         target: pick(payload, path)
@@ -280,48 +313,114 @@ def _text(value: Any, limit: int = 2000) -> str | None:
     return text[:limit] or None
 
 
-async def process(
-    session: AsyncSession, source: WebhookSource, payload: Any
-) -> tuple[str, list[dict[str, Any]]]:
-    """Identity resolution → customer matched or created → the interactions to record.
+class _Plan:
+    """What identity resolution decided for one event, before its transaction."""
 
-    Returns the customer code and the interaction drafts (channel, summary, time, direction).
-    """
+    def __init__(self, values: dict[str, Any], principal: Principal) -> None:
+        self.values = values
+        self.principal = principal
+        self.phones: list[str] = []
+        self.bad_phones: list[str] = []
+        self.emails: list[str] = []
+        self.wechat: list[str] = []
+        self.external: dict[str, str] = {}
+        self.customer_id: int | None = None  # the existing customer it belongs to
+        self.code: str | None = None  # else: the code taken for the new one
+        self.owner: int | None = None
+
+
+async def prepare(session: AsyncSession, source: SourceRow, payload: Any) -> _Plan:
+    """Identity resolution; for a new visitor, the new customer's code and owner. Runs outside
+    the event's transaction (each statement on its own), so the day's code counter and the
+    round-robin cursor are locked for one statement, not until the event commits."""
     if not isinstance(payload, dict):
         raise ValidationFailed(
             "The event body must be a JSON object.", "事件内容必须是 JSON 对象。"
         )
     values = extract(source, payload)
+    plan = _Plan(values, _principal(source))
     raw_phones = [values.get("customer.phone"), values.get("contact.phone")]
-    phones = [p for p in (normalize_phone(str(x)) for x in raw_phones if x) if p]
-    bad_phones = [str(x) for x in raw_phones if x and not normalize_phone(str(x))]
-    emails = [
+    plan.phones = [p for p in (normalize_phone(str(x)) for x in raw_phones if x) if p]
+    plan.bad_phones = [str(x) for x in raw_phones if x and not normalize_phone(str(x))]
+    plan.emails = [
         str(e).strip().lower()
         for e in (values.get("customer.email"), values.get("contact.email"))
         if e
     ]
-    wechat = [str(w) for w in [values.get("contact.wechat_id")] if w]
-    external = {source.slug: str(values["external_id"])} if values.get("external_id") else {}
-    if wechat:
+    plan.wechat = [str(w) for w in [values.get("contact.wechat_id")] if w]
+    if values.get("external_id"):
+        plan.external[source.slug] = str(values["external_id"])
+    if plan.wechat:
         # A WeChat id identifies a person across sources, with or without a contact name.
-        external["wechat"] = wechat[0]
-
-    principal = _principal(source)
-    customer_id = await identity.resolve(
-        session, phones=phones, emails=emails, wechat_ids=wechat, external_ids=external
+        plan.external["wechat"] = plan.wechat[0]
+    plan.customer_id = await identity.resolve(
+        session,
+        phones=plan.phones,
+        emails=plan.emails,
+        wechat_ids=plan.wechat,
+        external_ids=plan.external,
     )
-    if customer_id is not None:
-        code = str(await session.scalar(select(C.code).where(C.id == customer_id)))
-        await _enrich(session, customer_id, phones, emails, external)
-    else:
-        code = await _create_customer(
-            session, source, principal, values, phones, emails, wechat, bad_phones
+    if plan.customer_id is None:
+        plan.code = await customer_repo.take_code(session, customers.local_today())
+        industry = values.get("customer.industry")
+        plan.owner = await _pick_owner(
+            session,
+            source,
+            {
+                "province": _text(values.get("customer.province"), 40),
+                "city": _text(values.get("customer.city"), 40),
+                "industry": resolve_industry(str(industry)) if industry else None,
+            },
         )
-        if external:
-            await session.execute(
-                update(Customer).where(C.code == code).values(external_ids=external)
-            )
-    return code, _interaction_drafts(source, payload, values, bad_phones)
+    return plan
+
+
+async def process(session: AsyncSession, source: SourceRow, plan: _Plan) -> tuple[str, int | None]:
+    """In the event's transaction: the matched customer enriched (and locked), or the new one
+    created. Returns its code, and its id when its row is locked here for the interaction."""
+    if plan.customer_id is not None:
+        code = await _enrich(session, plan.customer_id, plan.phones, plan.emails, plan.external)
+        if code is not None:
+            return code, plan.customer_id
+        # Deleted or merged since it was resolved: a new customer after all.
+        plan.code = await customer_repo.take_code(session, customers.local_today())
+    assert plan.code is not None
+    code = await _create_customer(session, source, plan)
+    if plan.external:
+        await session.execute(
+            update(Customer).where(C.code == code).values(external_ids=plan.external)
+        )
+    return code, None
+
+
+# Lock the matched customer, fill what it lacked (phone, email, the sender's ids; nothing is
+# overwritten), return its code: one round trip. No row: it is no longer live.
+_ENRICH_SQL = text(
+    """
+WITH cur AS (
+    SELECT id, code, phone, email, external_ids
+      FROM customers WHERE id = :id AND deleted_at IS NULL
+       FOR UPDATE
+),
+upd AS (
+    UPDATE customers c
+       SET phone = coalesce(cur.phone, CAST(:phone AS text)),
+           email = coalesce(cur.email, CAST(:email AS text)),
+           external_ids = CASE WHEN CAST(:ext AS jsonb) IS NULL THEN cur.external_ids
+                               ELSE CAST(:ext AS jsonb) || coalesce(cur.external_ids, '{}')
+                          END,
+           version = c.version + 1,
+           updated_at = now()
+      FROM cur
+     WHERE c.id = cur.id
+       AND ((cur.phone IS NULL AND CAST(:phone AS text) IS NOT NULL)
+         OR (cur.email IS NULL AND CAST(:email AS text) IS NOT NULL)
+         OR (CAST(:ext AS jsonb) IS NOT NULL
+             AND NOT coalesce(cur.external_ids, '{}') ?& CAST(:keys AS text[])))
+)
+SELECT code FROM cur
+"""
+)
 
 
 async def _enrich(
@@ -330,39 +429,26 @@ async def _enrich(
     phones: list[str],
     emails: list[str],
     external: dict[str, str],
-) -> None:
+) -> str | None:
     """A matched customer gains what it lacked (phone, email, the sender's id); nothing is
-    overwritten."""
-    row = (
-        await session.execute(
-            select(C.phone, C.email, C.external_ids).where(C.id == customer_id).with_for_update()
-        )
-    ).one()
-    patch: dict[str, Any] = {}
-    if row.phone is None and phones:
-        patch["phone"] = phones[0]
-    if row.email is None and emails:
-        patch["email"] = emails[0]
-    if external and any(k not in (row.external_ids or {}) for k in external):
-        patch["external_ids"] = {**external, **(row.external_ids or {})}
-    if patch:
-        await session.execute(
-            update(Customer)
-            .where(C.id == customer_id)
-            .values(**patch, version=C.version + 1, updated_at=func.now())
-        )
+    overwritten. Returns its code, None when it is no longer live."""
+    rows = await customer_repo.raw_fetch(
+        session,
+        "ingest.enrich",
+        _ENRICH_SQL,
+        {
+            "id": customer_id,
+            "phone": phones[0] if phones else None,
+            "email": emails[0] if emails else None,
+            "ext": orjson.dumps(external).decode() if external else None,
+            "keys": list(external),
+        },
+    )
+    return str(rows[0]["code"]) if rows else None
 
 
-async def _create_customer(
-    session: AsyncSession,
-    source: WebhookSource,
-    principal: Principal,
-    values: dict[str, Any],
-    phones: list[str],
-    emails: list[str],
-    wechat: list[str],
-    bad_phones: list[str],
-) -> str:
+async def _create_customer(session: AsyncSession, source: SourceRow, plan: _Plan) -> str:
+    values, phones, emails, wechat = plan.values, plan.phones, plan.emails, plan.wechat
     contact_name = _text(values.get("contact.name"), 60)
     name = (
         _text(values.get("customer.name"), 200) or contact_name or (phones[0] if phones else None)
@@ -399,19 +485,11 @@ async def _create_customer(
         ]
     if source.source_channel:
         fields["source"] = source.source_channel
-    owner = await _pick_owner(
-        session,
-        source,
-        {
-            **(fields["region"] or {}),
-            "industry": resolve_industry(str(industry)) if industry else None,
-        },
-    )
-    if owner is not None:
-        fields["owner_id"] = owner
+    if plan.owner is not None:
+        fields["owner_id"] = plan.owner
     data = CustomerCreate.model_validate({k: v for k, v in fields.items() if v is not None})
-    created = await customers.create(session, principal, data)
-    if bad_phones:
+    created = await customers.create(session, plan.principal, data, code=plan.code)
+    if plan.bad_phones:
         await session.execute(
             update(Customer)
             .where(C.code == created["code"])
@@ -421,7 +499,7 @@ async def _create_customer(
 
 
 def _interaction_drafts(
-    source: WebhookSource, payload: Any, values: dict[str, Any], bad_phones: list[str]
+    source: SourceRow, payload: Any, values: dict[str, Any], bad_phones: list[str]
 ) -> list[dict[str, Any]]:
     received = datetime.now(UTC)
     occurred = _parse_time(values.get("interaction.occurred_at")) or received
@@ -498,41 +576,87 @@ def _parse_time(value: Any) -> datetime | None:
 
 
 async def run(
-    maker: async_sessionmaker[AsyncSession], engine: AsyncEngine, inbox_id: int
+    session: AsyncSession,
+    inbox_id: int,
+    source: SourceRow | None = None,
+    payload: Any = None,
 ) -> DeliveryResult:
-    """Process one stored event in its own transaction; on failure keep it with its error."""
+    """Process one stored event in its own transaction; on failure keep it with its error.
+
+    `session` has not begun its transaction yet (a fresh one, or after `store`). A delivery
+    passes the source and payload it just stored; a retry loads them."""
     from app.ingest import recorder
 
-    try:
-        async with maker() as session, session.begin():
-            event = await session.get(WebhookInbox, inbox_id, with_for_update=True)
+    if source is None:  # a retry: the stored event and its source
+        async with customer_repo.outside_transaction(session):
+            conn = await session.connection()
+            code_of = select(C.code).where(C.id == _INBOX.c.customer_id).scalar_subquery()
+            event = (
+                await conn.execute(
+                    select(
+                        _INBOX.c.source_id, _INBOX.c.payload, _INBOX.c.status, code_of.label("code")
+                    ).where(_INBOX.c.id == inbox_id)
+                )
+            ).first()
             if event is None:
                 raise NotFound()
             if event.status == "processed":
-                code = await session.scalar(select(C.code).where(C.id == event.customer_id))
-                return DeliveryResult(status="duplicate", inbox_id=inbox_id, customer_code=code)
-            source = await session.get(WebhookSource, event.source_id)
+                return DeliveryResult(
+                    status="duplicate", inbox_id=inbox_id, customer_code=event.code
+                )
+            source = (
+                await conn.execute(select(_SOURCE).where(_SOURCE.c.id == event.source_id))
+            ).first()
             assert source is not None
-            code, drafts = await process(session, source, event.payload)
-            await recorder.record(session, _principal(source), code, drafts)
-            customer_id = await session.scalar(select(C.id).where(C.code == code))
-            event.status = "processed"
-            event.attempts += 1
-            event.error = None
-            event.customer_id = customer_id
-            event.processed_at = datetime.now(UTC)
+            payload = event.payload
+    try:
+        async with customer_repo.outside_transaction(session):
+            plan = await prepare(session, source, payload)
+        # The event's transaction: BEGIN goes with its first statement.
+        code, customer_id = await process(session, source, plan)
+        await recorder.record(
+            session,
+            plan.principal,
+            code,
+            _interaction_drafts(source, payload, plan.values, plan.bad_phones),
+            customer_id=customer_id,
+        )
+        done = await customer_repo.raw_fetch(
+            session,
+            "ingest.processed",
+            _PROCESSED_SQL,
+            {"id": inbox_id, "customer_id": customer_id, "code": code},
+        )
+        if not done:  # processed meanwhile by a concurrent retry: that one stands
+            await session.rollback()
+            return DeliveryResult(status="duplicate", inbox_id=inbox_id)
+        await session.commit()
         return DeliveryResult(status="processed", inbox_id=inbox_id, customer_code=code)
     except Exception as exc:
+        await session.rollback()
         reason = _describe(exc)
-        async with engine.begin() as conn:
-            await conn.execute(
-                update(WebhookInbox)
-                .where(WebhookInbox.id == inbox_id)
-                .values(status="failed", error=reason, attempts=WebhookInbox.attempts + 1)
-            )
+        await session.execute(
+            update(WebhookInbox)
+            .where(WebhookInbox.id == inbox_id)
+            .values(status="failed", error=reason, attempts=WebhookInbox.attempts + 1)
+        )
+        await session.commit()
         if isinstance(exc, AppError | ValueError | KeyError | TypeError):
             return DeliveryResult(status="failed", inbox_id=inbox_id)
         raise
+
+
+# The event done, unless a concurrent retry did it first (then this one rolls back).
+_PROCESSED_SQL = text(
+    """
+UPDATE webhook_inbox
+   SET status = 'processed', attempts = attempts + 1, error = NULL, processed_at = now(),
+       customer_id = coalesce(CAST(:customer_id AS bigint),
+                              (SELECT id FROM customers WHERE code = CAST(:code AS text)))
+ WHERE id = :id AND status <> 'processed'
+RETURNING id
+"""
+)
 
 
 def _describe(exc: Exception) -> str:

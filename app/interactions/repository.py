@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, func, or_, select, text, update
+from sqlalchemy import ColumnElement, Select, and_, bindparam, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.principal import Principal
-from app.customers.repository import readable, writable
+from app.customers.repository import raw_fetch, readable, writable
 from app.models.customer import Customer
 from app.models.interaction import Interaction, Task
 
@@ -56,12 +56,22 @@ async def lock_writable_customer(
 ) -> tuple[int, str] | None:
     """Lock the customer row the caller may write: writes to one customer run one at a time,
     so each recompute sees every interaction committed before it."""
-    row = (
-        await session.execute(
-            select(C.id, C.code).where(C.code == code, writable(principal)).with_for_update()
+
+    def build() -> Select[Any]:
+        cond = writable(principal, user=bindparam("uid", None, type_=C.owner_id.type))
+        return (
+            select(C.id, C.code)
+            .where(C.code == bindparam("code", None, type_=C.code.type), cond)
+            .with_for_update()
         )
-    ).first()
-    return None if row is None else (int(row[0]), str(row[1]))
+
+    rows = await raw_fetch(
+        session,
+        ("interactions.lock_writable", principal.own_customers_only),
+        build,
+        {"code": code, "uid": principal.user_id},
+    )
+    return None if not rows else (int(rows[0]["id"]), str(rows[0]["code"]))
 
 
 # One round trip: the interaction, its next action's task, and the customer's next follow-up.
@@ -104,8 +114,7 @@ SELECT i.id, i.customer_id, i.occurred_at, i.channel, i.kind, i.direction, i.sum
 
 
 async def insert(session: AsyncSession, values: dict[str, Any]) -> dict[str, Any]:
-    row = (await session.execute(_INSERT_SQL, values)).mappings().one()
-    return dict(row)
+    return (await raw_fetch(session, "interactions.insert", _INSERT_SQL, values))[0]
 
 
 def _visible(principal: Principal) -> Select[Any]:

@@ -111,10 +111,24 @@ async def create(
     return created
 
 
-async def _create(
-    session: AsyncSession, principal: Principal, data: InteractionCreate
+async def create_locked(
+    session: AsyncSession,
+    principal: Principal,
+    data: InteractionCreate,
+    customer: tuple[int, str],
 ) -> dict[str, Any]:
-    customer_id, code = await _locked_customer(session, principal, data.customer_code)
+    """Record an interaction for a customer (id, code) whose row the caller has already
+    locked in this transaction and may write (webhook ingestion)."""
+    return await _create(session, principal, data, customer)
+
+
+async def _create(
+    session: AsyncSession,
+    principal: Principal,
+    data: InteractionCreate,
+    locked: tuple[int, str] | None = None,
+) -> dict[str, Any]:
+    customer_id, code = locked or await _locked_customer(session, principal, data.customer_code)
     staff_id = data.staff_id if data.staff_id is not None else principal.user_id
     if staff_id is not None and staff_id != principal.user_id:
         await task_service.require_staff(session, staff_id, "staff_id")

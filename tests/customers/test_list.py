@@ -216,3 +216,23 @@ async def test_limit_bounds(client: httpx.AsyncClient, engine: AsyncEngine):
     assert (
         await client.get("/api/v1/customers", params={"sort": "password"}, headers=m.headers)
     ).status_code == 422
+
+
+async def test_statements_compiled_once_keep_each_callers_values(
+    client: httpx.AsyncClient, engine: AsyncEngine
+):
+    """The hot reads compile a statement once per shape and bind each caller's values: a rep
+    after another never sees the first one's customers, by list, filter or code."""
+    a, b = await make_user(engine), await make_user(engine)
+    mine_a = await make_customer(client, a, name="甲的客户")
+    mine_b = await make_customer(client, b, name="乙的客户")
+    for _ in range(2):  # the second round runs on the statements compiled in the first
+        for rep, own, other in ((a, mine_a, mine_b), (b, mine_b, mine_a)):
+            for params in ({}, {"owner": "me"}, {"owner": "me", "kind": "enterprise"}):
+                r = await client.get("/api/v1/customers", params=params, headers=rep.headers)
+                assert r.status_code == 200, r.text
+                assert [c["code"] for c in r.json()["items"]] == [own["code"]]
+            seen = await client.get(f"/api/v1/customers/{own['code']}", headers=rep.headers)
+            assert seen.status_code == 200
+            hidden = await client.get(f"/api/v1/customers/{other['code']}", headers=rep.headers)
+            assert hidden.status_code == 404

@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 import re
 from datetime import date
+from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.auth.permissions import Role
 from app.core.config import get_settings
 from app.core.db import build_engine, build_sessionmaker
+from app.customers import repository as customers_repo
 from app.main import create_app
 from tests.factories import make_customer, make_user
 
@@ -145,7 +148,7 @@ async def test_unknown_source_rejected_with_choices(client: httpx.AsyncClient, e
     assert "exhibition (展会)" in r.json()["errors"][0]["message"]
 
 
-async def test_codes_unique_and_gap_free_under_concurrency_across_processes(
+async def test_codes_unique_under_concurrency_across_processes(
     client: httpx.AsyncClient, engine: AsyncEngine, database_url: str
 ):
     """50 concurrent creates through two app instances with separate pools (two processes)."""
@@ -172,8 +175,57 @@ async def test_codes_unique_and_gap_free_under_concurrency_across_processes(
     codes = sorted(r.json()["code"] for r in results)
     assert len(set(codes)) == 50
     prefix = codes[0][:9]
-    assert [int(c[9:]) for c in codes] == list(range(1, 51))
-    assert all(c.startswith(prefix) for c in codes)
+    assert all(c.startswith(prefix) and len(c) == 12 for c in codes)
+    assert len({int(c[9:]) for c in codes}) == 50
+    assert await _count(engine, "customers") == 50
+
+
+async def test_a_create_in_flight_does_not_hold_up_the_next_code(
+    client: httpx.AsyncClient, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+):
+    """The day's counter is taken in a transaction of its own: while one create's transaction
+    is still open, another create takes the next code and commits."""
+    rep = await make_user(engine)
+    real = customers_repo.insert_with_code
+    entered, release = asyncio.Event(), asyncio.Event()
+
+    async def paused(session: Any, code: str, *args: Any) -> dict[str, Any]:
+        row = await real(session, code, *args)
+        if not entered.is_set():
+            entered.set()
+            await release.wait()
+        return row
+
+    monkeypatch.setattr(customers_repo, "insert_with_code", paused)
+    first = asyncio.create_task(
+        client.post("/api/v1/customers", json={"name": "慢的"}, headers=rep.headers)
+    )
+    try:
+        await asyncio.wait_for(entered.wait(), 30)
+        second = await asyncio.wait_for(
+            client.post("/api/v1/customers", json={"name": "快的"}, headers=rep.headers), 30
+        )
+        assert second.status_code == 201, second.text
+    finally:
+        release.set()
+    slow = await first
+    assert slow.status_code == 201, slow.text
+    assert int(slow.json()["code"][9:]) + 1 == int(second.json()["code"][9:])
+
+
+async def test_a_failed_create_leaves_a_gap_never_a_reused_code(
+    client: httpx.AsyncClient, engine: AsyncEngine
+):
+    rep = await make_user(engine)
+    first = await make_customer(client, rep, name="第一个")
+    bad = await client.post(
+        "/api/v1/customers", json={"name": "x", "source": "飞鸽传书"}, headers=rep.headers
+    )
+    assert bad.status_code == 422
+    after = await make_customer(client, rep, name="第二个")
+    assert after["code"][:9] == first["code"][:9]
+    assert int(after["code"][9:]) > int(first["code"][9:])
+    assert await _count(engine, "customers") == 2
 
 
 async def test_code_widens_after_999(client: httpx.AsyncClient, engine: AsyncEngine):

@@ -126,6 +126,34 @@ async def test_form_creates_customer_and_later_call_attaches(
     assert again_customer["activity"] == "active"
 
 
+async def test_matched_customer_gains_what_it_lacked_and_keeps_what_it_had(
+    client: httpx.AsyncClient, engine: AsyncEngine
+):
+    admin = await make_user(engine, role=Role.admin)
+    form = await _source(client, admin)
+    first = {"data": {"company": "甲公司", "mobile": "13812345678", "visitor_id": "v-1"}}
+    r = await deliver(client, "site-form", form["secret"], first)
+    code = r.json()["customer_code"]
+    before = (await client.get(f"/api/v1/customers/{code}", headers=admin.headers)).json()
+    assert before["email"] is None
+    # Same phone: the email it lacked is filled; its sender id for this source stays v-1.
+    later = {"data": {"mobile": "13812345678", "email": "A@Example.com", "visitor_id": "v-2"}}
+    r = await deliver(client, "site-form", form["secret"], later)
+    assert r.json()["customer_code"] == code
+    after = (await client.get(f"/api/v1/customers/{code}", headers=admin.headers)).json()
+    assert after["email"] == "a@example.com"
+    assert after["version"] == before["version"] + 1
+    async with engine.connect() as conn:
+        ids = await conn.scalar(text("SELECT external_ids FROM customers"))
+    assert ids == {"site-form": "v-1"}
+    # Nothing left to fill: the customer row is not rewritten.
+    r = await deliver(client, "site-form", form["secret"], later)
+    assert r.json()["status"] == "processed"
+    again = (await client.get(f"/api/v1/customers/{code}", headers=admin.headers)).json()
+    assert again["version"] == after["version"]
+    assert await _count(engine, "SELECT count(*) FROM customers") == 1
+
+
 async def test_replayed_webhook_id_has_no_second_effect(
     client: httpx.AsyncClient, engine: AsyncEngine
 ):
