@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import parse_qs, urlsplit
 
+import orjson
 from fastapi import Depends, Request
 from sqlalchemy import MetaData, event
 from sqlalchemy.engine import make_url
@@ -114,6 +116,15 @@ def resolve_database_url(settings: Settings) -> str:
     return start_embedded(settings.embedded_pg_dir)
 
 
+def read_json(text: str) -> Any:
+    """JSONB values as read from the database: orjson (the stdlib decoder was the top CPU item
+    of a list page), falling back to the stdlib for what orjson refuses (e.g. 1e400)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
 # A pooled connection idle for longer than this is pinged before use; busier ones are not.
 IDLE_PING_SECONDS = 5.0
 
@@ -130,6 +141,7 @@ def build_engine(url: str, settings: Settings) -> AsyncEngine:
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         connect_args=connect_args,
+        json_deserializer=read_json,
     )
     install_idle_ping(engine)
     return engine

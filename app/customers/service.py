@@ -259,7 +259,10 @@ def custom_value(key: str, ftype: str, options: list[str], value: Any) -> Any:
             raise bad("must be a number") from None
         if not number.is_finite():
             raise bad("must be a finite number")
-        return int(number) if number == number.to_integral_value() else float(number)
+        # Whole numbers beyond 64 bits are kept as floats: JSON readers (orjson here, and
+        # every JavaScript client) cannot hold them exactly anyway.
+        integral = number == number.to_integral_value() and abs(number) < 2**63
+        return int(number) if integral else float(number)
     if ftype == "date":
         try:
             return date.fromisoformat(str(value)).isoformat()

@@ -77,6 +77,22 @@ async def test_values_validated_on_create_and_update(
     assert bad.status_code == 422
 
 
+async def test_numbers_read_back_as_written(client: httpx.AsyncClient, engine: AsyncEngine):
+    """Whole numbers within 64 bits stay exact through the JSONB round trip; larger ones and
+    fractions come back as the floats they were stored as."""
+    _, manager = await _setup(client, engine)
+    for sent, expected in (
+        (9_007_199_254_740_993, 9_007_199_254_740_993),  # past 2**53: still exact
+        (-(2**63) + 1, -(2**63) + 1),
+        ("123456789012345678901234567890", 1.2345678901234568e29),
+        ("0.1", 0.1),
+    ):
+        made = await make_customer(client, manager, custom={"seats": sent})
+        got = await client.get(f"/api/v1/customers/{made['code']}", headers=manager.headers)
+        assert made["custom"]["seats"] == expected
+        assert got.json()["custom"]["seats"] == expected
+
+
 async def test_required_field(client: httpx.AsyncClient, engine: AsyncEngine):
     admin, manager = await _setup(client, engine)
     old = await make_customer(client, manager, name="早于必填字段")
