@@ -19,6 +19,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -134,6 +135,24 @@ async def read_info(conn: asyncpg.Connection) -> BaseInfo | None:
         return BaseInfo(**data)
     except TypeError:
         return None
+
+
+async def _schema_revision(conn: asyncpg.Connection) -> str | None:
+    if not await conn.fetchval("SELECT to_regclass('public.alembic_version') IS NOT NULL"):
+        return None
+    value = await conn.fetchval("SELECT version_num FROM alembic_version")
+    return str(value) if value is not None else None
+
+
+def head_revision() -> str | None:
+    """The newest migration of this checkout: a base built at another schema is rebuilt."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    root = Path(__file__).resolve().parent.parent
+    config = Config(str(root / "alembic.ini"))
+    config.set_main_option("script_location", str(root / "alembic"))
+    return ScriptDirectory.from_config(config).get_current_head()
 
 
 HELPERS = """
@@ -1067,9 +1086,11 @@ async def generate(
         conn = await asyncpg.connect(dsn)
         try:
             info = await read_info(conn)
+            schema = await _schema_revision(conn)
         finally:
             await conn.close()
-        if info and info.version == GENERATOR_VERSION and info.customers == n_customers:
+        current = schema == await asyncio.to_thread(head_revision)
+        if info and info.version == GENERATOR_VERSION and info.customers == n_customers and current:
             progress(f"base at {make_url(url).database}: {info.customers:,} customers, reused")
             return info
         if info or not reset:

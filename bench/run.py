@@ -440,8 +440,8 @@ class BackendCpu:
 class WaitSampler:
     """What the backends serving one client wait on, sampled from pg_stat_activity every
     50 ms while a measurement runs: the share of active-backend samples per wait event
-    (`CPU` when not waiting). Lock:advisory is the audit chain, Lock:tuple/transactionid row
-    locks, IO:WALSync the commit flush."""
+    (`CPU` when not waiting). Lock:advisory is an advisory lock (the sweep's, the audit
+    sealer's), Lock:tuple/transactionid row locks, IO:WALSync the commit flush."""
 
     def __init__(self, dsn: str, application: str) -> None:
         self.dsn, self.application = dsn, application
@@ -672,7 +672,7 @@ def markdown(report: dict[str, Any]) -> str:
         "## What the database backends wait on (pg_stat_activity, sampled every 50 ms)",
         "",
         "Share of samples of the active backends serving each client. `CPU`: running; "
-        "`Lock:advisory`: the audit chain lock (one audited write at a time, held to commit); "
+        "`Lock:advisory`: an advisory lock (sweep, audit sealer; writers take none); "
         "`Lock:transactionid`/`Lock:tuple`: row locks; `IO:WALSync`/`IO:WALWrite`: commit "
         "flush; `Client:ClientRead`: waiting for the client's next statement.",
         "",
