@@ -5,13 +5,15 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from functools import lru_cache
+from itertools import groupby
 from typing import Any
 
 import phonenumbers
 from pypinyin import Style
-from pypinyin.constants import PHRASES_DICT
+from pypinyin.constants import PHRASES_DICT, RE_HANS
 from pypinyin.converter import UltimateConverter
 from pypinyin.core import Pinyin
+from pypinyin.seg import mmseg
 
 DEFAULT_REGION = "CN"
 _DIGITS = re.compile(r"\D+")
@@ -166,28 +168,27 @@ class _CachedConverter(UltimateConverter):
         return [list(x) for x in self._convert_cached(words, style, errors, strict)]
 
 
-_PINYIN = Pinyin(_CachedConverter())
-
-
 class _CharPinyin:
-    """lazy_pinyin one character at a time, where that provably gives the same syllables.
+    """lazy_pinyin's syllables without its segmentation where that provably changes nothing.
 
-    pypinyin segments a run of Chinese into dictionary phrases and reads a phrase from its
-    phrase entry, a lone character from its own first reading. A character whose reading in
-    every phrase containing it is its own reading (in the NORMAL style, tones dropped) reads the
-    same whatever the segmentation; text made only of such characters needs no segmentation
-    (5-10× faster). The few hundred other characters (重 in 重庆, 行 in 银行, 长 in 长沙) send the
-    text through pypinyin itself.
+    pypinyin splits text into runs of Chinese characters, cuts each run into dictionary phrases
+    (forward maximum matching) and reads a phrase from its phrase entry, a lone character from
+    its own first reading. A character whose reading in every phrase containing it is its own
+    reading (in the NORMAL style, tones dropped) reads the same whatever the cut; a run made only
+    of such characters is read a character at a time from a table (5-10× faster). A run holding
+    one of the few hundred others (重 in 重庆, 行 in 银行, 长 in 长沙) is cut and read exactly as
+    pypinyin does, with the same cutter and converter.
     """
 
-    def __init__(self) -> None:
-        self._converter = UltimateConverter()
+    def __init__(self, converter: UltimateConverter) -> None:
+        self._converter = converter
         self._risky: frozenset[str] | None = None
         self._syllable: dict[str, str] = {}
+        self._han: dict[str, bool] = {}
 
     def _read(self, char: str) -> str:
         converted = self._converter.convert(char, Style.NORMAL, False, "ignore", True)
-        return "".join(x[0] for x in converted if x)
+        return "".join(x for item in converted for x in item)
 
     def _find_risky(self) -> frozenset[str]:
         risky: set[str] = set()
@@ -195,7 +196,7 @@ class _CharPinyin:
         for phrase, readings in PHRASES_DICT.items():
             if len(phrase) == 1:
                 continue
-            if len(readings) != len(phrase):  # read as whole: not a char-by-char reading
+            if len(readings) != len(phrase):  # not read a character at a time
                 risky.update(phrase)
                 continue
             for char, reading in zip(phrase, readings, strict=True):
@@ -209,35 +210,60 @@ class _CharPinyin:
                     risky.add(char)
         return frozenset(risky)
 
-    def syllables(self, text: str) -> list[str] | None:
-        """The syllables lazy_pinyin(text, errors='ignore') gives, or None: ask pypinyin."""
+    def _is_han(self, char: str) -> bool:
+        known = self._han.get(char)
+        if known is None:
+            if len(self._han) > 50_000:
+                self._han.clear()
+            known = self._han[char] = RE_HANS.match(char) is not None
+        return known
+
+    def _char(self, char: str) -> str:
+        syllable = self._syllable.get(char)
+        if syllable is None:
+            if len(self._syllable) > 50_000:
+                self._syllable.clear()
+            syllable = self._syllable[char] = self._read(char)
+        return syllable
+
+    def syllables(self, text: str) -> list[str]:
+        """lazy_pinyin(text, errors='ignore'), empty syllables left out."""
         risky = self._risky
         if risky is None:
             risky = self._risky = self._find_risky()
-        table = self._syllable
         out: list[str] = []
         for char in text:
-            syllable = table.get(char)
-            if syllable is None:
-                if char in risky:
-                    return None
-                if len(table) > 50_000:
-                    table.clear()
-                syllable = table[char] = self._read(char)
+            if char in risky:
+                return self._by_runs(text, risky)
+            syllable = self._char(char)
             if syllable:
                 out.append(syllable)
         return out
 
+    def _by_runs(self, text: str, risky: frozenset[str]) -> list[str]:
+        out: list[str] = []
+        for is_han, chars in groupby(text, key=self._is_han):
+            if not is_han:  # no pinyin: ignored
+                continue
+            run = "".join(chars)
+            if risky.isdisjoint(run):
+                out.extend(s for s in map(self._char, run) if s)
+                continue
+            for word in mmseg.seg.cut(run):
+                for item in _PINYIN_CONVERTER.convert(word, Style.NORMAL, False, "ignore", True):
+                    out.extend(s for s in item if s)
+        return out
 
-_CHAR_PINYIN = _CharPinyin()
+
+_PINYIN_CONVERTER = _CachedConverter()
+_PINYIN = Pinyin(_PINYIN_CONVERTER)
+_CHAR_PINYIN = _CharPinyin(UltimateConverter())
 
 
 def pinyin_forms(text: str) -> tuple[str, str]:
     """Full pinyin and initials of `text` ('张经理' → zhangjingli, zjl)."""
     # Style.FIRST_LETTER is the first letter of each NORMAL syllable: one conversion serves both.
     syllables = _CHAR_PINYIN.syllables(text)
-    if syllables is None:
-        syllables = _PINYIN.lazy_pinyin(text, errors="ignore")
     return "".join(syllables).lower(), "".join(s[:1] for s in syllables).lower()
 
 

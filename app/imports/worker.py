@@ -448,6 +448,7 @@ async def _import(
         await repo.prepare_connection(pg)
         await repo.prepare_update_table(pg)
         await repo.prepare_stage_table(pg)
+        await repo.prepare_job_transaction(pg)
         applier = Applier(job, conn, pg, side, tally, settings.timezone)
         read = await _stream(job, path, info, ctx, applier, side, settings)
         counts = tally.counts(read, 100)
