@@ -26,9 +26,10 @@ _DIGITS = re.compile(r"\D+")
 # carry a national prefix or carrier code phonenumbers would strip (a mobile never starts with
 # 11, 12 or 179; a landline's only prefix is its trunk 0), so the number read is the one
 # phonenumbers reads; tests/imports/test_fast_paths.py checks the equivalence.
-_MOBILE_FORM = re.compile(r"(?:(?:\+|00)86[ -]?)?(1\d\d)[ -]?(\d{4})[ -]?(\d{4})")
-_LANDLINE_FORM = re.compile(r"0([1-9]\d{1,2})[ -]?(\d{3,4})[ -]?(\d{4})")
+_MOBILE_FORM = re.compile(r"(?:(?:\+|00)86[ -]?)?(1\d\d)[ -]?(\d{4})[ -]?(\d{4})", re.ASCII)
+_LANDLINE_FORM = re.compile(r"0([1-9]\d{1,2})[ -]?(\d{3,4})[ -]?(\d{4})", re.ASCII)
 _CN = phonenumbers.PhoneMetadata.metadata_for_region(DEFAULT_REGION)
+assert _CN is not None
 
 
 def _desc_matcher(desc: Any) -> Callable[[str], bool]:
@@ -185,6 +186,7 @@ class _CharPinyin:
         self._risky: frozenset[str] | None = None
         self._syllable: dict[str, str] = {}
         self._han: dict[str, bool] = {}
+        self._runs: dict[str, tuple[str, ...]] = {}  # runs read through the cut (names repeat)
 
     def _read(self, char: str) -> str:
         converted = self._converter.convert(char, Style.NORMAL, False, "ignore", True)
@@ -249,9 +251,18 @@ class _CharPinyin:
             if risky.isdisjoint(run):
                 out.extend(s for s in map(self._char, run) if s)
                 continue
-            for word in mmseg.seg.cut(run):
-                for item in _PINYIN_CONVERTER.convert(word, Style.NORMAL, False, "ignore", True):
-                    out.extend(s for s in item if s)
+            read = self._runs.get(run)
+            if read is None:
+                if len(self._runs) > 50_000:
+                    self._runs.clear()
+                read = self._runs[run] = tuple(
+                    s
+                    for word in mmseg.seg.cut(run)
+                    for item in _PINYIN_CONVERTER.convert(word, Style.NORMAL, False, "ignore", True)
+                    for s in item
+                    if s
+                )
+            out.extend(read)
         return out
 
 

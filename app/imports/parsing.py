@@ -254,7 +254,8 @@ def _first_error(exc: ValidationError) -> str:
 # at most 254 characters in all. tests/imports/test_fast_paths.py checks the equivalence.
 _EMAIL_FORM = re.compile(
     r"[A-Za-z0-9_%+\-]+(?:\.[A-Za-z0-9_%+\-]+)*"
-    r"@((?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.)+(?:[A-Za-z0-9][A-Za-z0-9\-]{0,61})?[A-Za-z])"
+    r"@((?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.)+(?:[A-Za-z0-9][A-Za-z0-9\-]{0,61})?[A-Za-z])",
+    re.ASCII,
 )
 
 
@@ -301,8 +302,9 @@ _MEMO_LIMIT = 100_000
 
 
 class RowParser:
-    def __init__(self, ctx: ImportContext, mapping: Mapping) -> None:
+    def __init__(self, ctx: ImportContext, mapping: Mapping, *, memoize: bool = True) -> None:
         self.ctx = ctx
+        self.memoize = memoize
         self.mapping = mapping
         self.tz = ZoneInfo(ctx.timezone)
         self.custom = {f.key: f for f in ctx.custom_fields}
@@ -328,7 +330,7 @@ class RowParser:
             return None
         out = Parsed(row_no=row_no, values={}, flags=set(), issues=[])
         for target, header, text, raw in texts:
-            if target not in _PER_ROW and type(raw) is str:
+            if self.memoize and target not in _PER_ROW and type(raw) is str:
                 effect = self._memo.get((target, text))
                 if effect is None:
                     effect = self._record(target, header, text, raw)
