@@ -4,9 +4,14 @@ fresh database, and compare with the database's own COPY rate for the same rows.
     .venv/bin/python -m bench.import_rate --rows 1000000 \
         --database-url postgresql://postgres@127.0.0.1:5432/postgres
 
-Reports rows/s of the import (upload checks + job) and two ceilings measured in the same run:
-COPY of the CSV text into a plain text table, and COPY of the imported customer rows (binary)
-into a clone of the customers table with the same indexes.
+Reports, from one run:
+- rows/s of the import: the upload checks plus the whole job (parse, match, write, commit);
+- CPU µs per row of the importing process and of the PostgreSQL backends serving the job (read
+  from /proc while it runs: the server must be local), steadier than rates on a shared machine;
+- two ceilings: COPY of the CSV text into a table of text columns, and COPY (binary, one
+  transaction, commit included) of the imported customer rows themselves into an empty clone of
+  customers with the same indexes, with the backend's CPU per row for it;
+- the peak RSS of this process (the import streams: it should not grow with --rows).
 """
 
 from __future__ import annotations
