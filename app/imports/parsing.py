@@ -15,6 +15,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
+from email_validator import SPECIAL_USE_DOMAIN_NAMES
 from pydantic import TypeAdapter, ValidationError
 
 from app.core.errors import ValidationFailed
@@ -109,6 +110,7 @@ class Parsed:
     strays: list[tuple[str, str, str, str, str]] = field(default_factory=list)
     record: dict[str, Any] = field(default_factory=dict)  # the values as a new customer
     words: str | None = None  # its search text, before a code is known
+    cells: list[Any] | None = None  # the record's write values (WRITE_COLUMNS), when built
 
 
 @dataclass
@@ -245,36 +247,96 @@ def _first_error(exc: ValidationError) -> str:
     return str(err.get("msg", "invalid")).removeprefix("Value error, ")
 
 
+# Plain ASCII addresses (most of any sheet) are checked here; everything else goes through the
+# API's own validator (email-validator, ~50 µs). The form is a subset of what that validator
+# accepts unchanged but for case: a dot-atom local part, hostname labels of at most 63
+# characters, a top-level domain ending in a letter, no `--` label (IDNA), no special-use domain,
+# at most 254 characters in all. tests/imports/test_fast_paths.py checks the equivalence.
+_EMAIL_FORM = re.compile(
+    r"[A-Za-z0-9_%+\-]+(?:\.[A-Za-z0-9_%+\-]+)*"
+    r"@((?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.)+(?:[A-Za-z0-9][A-Za-z0-9\-]{0,61})?[A-Za-z])",
+    re.ASCII,
+)
+
+
+def fast_email(text: str) -> str | None:
+    """The normalized address of a plain ASCII email, or None when the full check must decide."""
+    if len(text) > 254:
+        return None
+    m = _EMAIL_FORM.fullmatch(text)
+    if m is None:
+        return None
+    domain = m.group(1).lower()
+    if len(domain) > 253 or "--" in domain:
+        return None
+    for special in SPECIAL_USE_DOMAIN_NAMES:
+        if domain == special or domain.endswith("." + special):
+            return None
+    return text.lower()
+
+
+def parse_email(text: str) -> str:
+    """The API's email rule (normalized, lower case); raises ValidationError like it."""
+    fast = fast_email(text)
+    return fast if fast is not None else str(_adapt("email", text))
+
+
+@dataclass(frozen=True, slots=True)
+class _Effect:
+    """What reading one cell did to its row, to replay on rows with the same cell text."""
+
+    values: tuple[tuple[str, Any], ...]
+    flags: frozenset[str]
+    issues: tuple[tuple[str | None, str | None, str, str], ...]
+    strays: tuple[tuple[str, str, str, str, str], ...]
+
+
+# Cells read the same whatever else the row holds and whatever the row number: their reading
+# (value, flags, warnings) is memoized per text. The others are read each time: too many
+# distinct values to gain (names, codes, emails, free text), or depending on the row (phones).
+_PER_ROW = frozenset({"name", "code", "phone", "raw_phone", "email", *TEXT_FIELDS})
+_MEMO_LIMIT = 100_000
+
+
 # ---- rows ------------------------------------------------------------------------------------
 
 
 class RowParser:
-    def __init__(self, ctx: ImportContext, mapping: Mapping) -> None:
+    def __init__(self, ctx: ImportContext, mapping: Mapping, *, memoize: bool = True) -> None:
         self.ctx = ctx
+        self.memoize = memoize
         self.mapping = mapping
         self.tz = ZoneInfo(ctx.timezone)
         self.custom = {f.key: f for f in ctx.custom_fields}
         self.headers = mapping.headers
+        self._columns = [(i, target, self.headers[i]) for i, target in mapping.fields.items()]
+        self._memo: dict[tuple[str, str], _Effect] = {}
 
     def parse(self, row_no: int, cells: list[Any]) -> Parsed | None:
         """None for a blank row; otherwise the record with its issues."""
-        texts: dict[str, tuple[str, str, Any]] = {}  # field → (header, text, raw cell)
-        for i, target in self.mapping.fields.items():
-            raw = cells[i] if i < len(cells) else None
-            text = cell_text(raw)
+        texts: list[tuple[str, str, str, Any]] = []  # (field, header, text, raw cell)
+        count = len(cells)
+        for i, target, header in self._columns:
+            raw = cells[i] if i < count else None
+            if type(raw) is str:  # cell_text, for the common case
+                text = raw.strip()
+                if text[:1] == "'":
+                    text = unescape(text).strip()
+            else:
+                text = cell_text(raw)
             if text:
-                texts[target] = (self.headers[i], text, raw)
+                texts.append((target, header, text, raw))
         if not texts:
             return None
         out = Parsed(row_no=row_no, values={}, flags=set(), issues=[])
-        for target, (header, text, raw) in texts.items():
-            try:
-                self._field(out, target, header, text, raw)
-            except ValidationError as exc:
-                self._warn(out, header, text, _first_error(exc))
-            except ValidationFailed as exc:
-                reason = (exc.errors or [{}])[0].get("message", exc.detail_en)
-                self._warn(out, header, text, str(reason))
+        for target, header, text, raw in texts:
+            if self.memoize and target not in _PER_ROW and type(raw) is str:
+                effect = self._memo.get((target, text))
+                if effect is None:
+                    effect = self._record(target, header, text, raw)
+                self._replay(out, effect)
+            else:
+                self._read(out, target, header, text, raw)
         self._finish(out)
         if "name" not in out.values:
             header = self._header_of("name") or "客户名称"
@@ -282,6 +344,46 @@ class RowParser:
                 out.issues.append(Issue(row_no, header, None, "客户名称 (name) is required", ERROR))
             out.ok = False
         return out
+
+    def _read(self, out: Parsed, target: str, header: str, text: str, raw: Any) -> None:
+        try:
+            self._field(out, target, header, text, raw)
+        except ValidationError as exc:
+            self._warn(out, header, text, _first_error(exc))
+        except ValidationFailed as exc:
+            reason = (exc.errors or [{}])[0].get("message", exc.detail_en)
+            self._warn(out, header, text, str(reason))
+
+    def _record(self, target: str, header: str, text: str, raw: Any) -> _Effect:
+        scratch = Parsed(row_no=0, values={}, flags=set(), issues=[])
+        self._read(scratch, target, header, text, raw)
+        effect = _Effect(
+            values=tuple(scratch.values.items()),
+            flags=frozenset(scratch.flags),
+            issues=tuple((i.column, i.value, i.reason, i.level) for i in scratch.issues),
+            strays=tuple(scratch.strays),
+        )
+        if len(self._memo) >= _MEMO_LIMIT:
+            self._memo.clear()
+        self._memo[(target, text)] = effect
+        return effect
+
+    @staticmethod
+    def _replay(out: Parsed, effect: _Effect) -> None:
+        values = out.values
+        for key, value in effect.values:
+            if key == "custom":  # one field of the row's custom values
+                values.setdefault("custom", {}).update(value)
+            elif type(value) is list:
+                values[key] = list(value)
+            else:
+                values[key] = value
+        if effect.flags:
+            out.flags |= effect.flags
+        for column, value, reason, level in effect.issues:
+            out.issues.append(Issue(out.row_no, column, value, reason, level))
+        if effect.strays:
+            out.strays.extend(effect.strays)
 
     # ---- helpers
 
@@ -311,7 +413,7 @@ class RowParser:
             self._phone(out, header, text)
         elif target == "email":
             try:
-                v["email"] = _adapt("email", text)
+                v["email"] = parse_email(text)
             except ValidationError:
                 out.flags.add("to_verify")
                 self._warn(out, header, text, "not a valid email address; left out, flagged 待核实")

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from app.customers import service as customer_service
 from app.imports.parsing import ImportContext, Mapping, Parsed, RowParser, build_record, map_headers
 from app.imports.reader import FileProblem, SheetInfo, SheetReader
 
@@ -29,12 +28,18 @@ class Batcher:
     """Pulls rows off the sheet and parses them, a batch at a time."""
 
     def __init__(
-        self, rows: Iterator[tuple[int, list[Any]]], parser: RowParser, size: int, sheet: Any
+        self,
+        rows: Iterator[tuple[int, list[Any]]],
+        parser: RowParser,
+        size: int,
+        sheet: Any,
+        prepare: Callable[[Parsed], None],
     ) -> None:
         self.rows = rows
         self.parser = parser
         self.size = size
         self.sheet = sheet
+        self.prepare = prepare  # builds a row's values as a new customer, ahead of the writes
         self.read = 0
 
     def next(self) -> Batch | None:
@@ -46,7 +51,7 @@ class Batcher:
             self.read += 1
             if parsed.ok:
                 parsed.record = build_record(parsed)
-                parsed.words = customer_service.record_search_words(parsed.record)
+                self.prepare(parsed)
             batch.append(parsed)
             if len(batch) >= self.size:
                 break
@@ -80,9 +85,16 @@ class ThreadSource:
         self.pending: asyncio.Future[Batch | None] | None = None
 
     @classmethod
-    async def open(cls, path: Path, info: SheetInfo, ctx: ImportContext, size: int) -> ThreadSource:
+    async def open(
+        cls,
+        path: Path,
+        info: SheetInfo,
+        ctx: ImportContext,
+        size: int,
+        prepare: Callable[[Parsed], None],
+    ) -> ThreadSource:
         sheet, rows, mapping = await asyncio.to_thread(_open, path, info, ctx)
-        return cls(sheet, Batcher(rows, RowParser(ctx, mapping), size, sheet), mapping)
+        return cls(sheet, Batcher(rows, RowParser(ctx, mapping), size, sheet, prepare), mapping)
 
     async def next(self) -> Batch | None:
         current = self.pending or asyncio.ensure_future(asyncio.to_thread(self.batcher.next))
@@ -104,5 +116,7 @@ class ThreadSource:
         self.sheet.__exit__(None, None, None)
 
 
-async def open_source(path: Path, info: SheetInfo, ctx: ImportContext, size: int) -> ThreadSource:
-    return await ThreadSource.open(path, info, ctx, size)
+async def open_source(
+    path: Path, info: SheetInfo, ctx: ImportContext, size: int, prepare: Callable[[Parsed], None]
+) -> ThreadSource:
+    return await ThreadSource.open(path, info, ctx, size, prepare)

@@ -32,7 +32,6 @@ from app.imports.parsing import ERROR, WARNING, ImportContext, Issue, Parsed, bu
 from app.imports.reader import FileProblem, SheetInfo, sniff
 from app.imports.sources import Batch, open_source
 from app.models.user import User
-from app.segments import repository as segments_repo
 
 log = logging.getLogger(__name__)
 
@@ -247,11 +246,21 @@ def merge_values(base: dict[str, Any], provided: dict[str, Any], policy: str) ->
 class Applier:
     """Applies batches inside the job's transaction (`pg` is its raw asyncpg connection)."""
 
-    def __init__(self, job: dict[str, Any], pg: Any, side: AsyncConnection, tally: Tally) -> None:
+    def __init__(
+        self,
+        job: dict[str, Any],
+        conn: AsyncConnection,
+        pg: Any,
+        side: AsyncConnection,
+        tally: Tally,
+        tz: str,
+    ) -> None:
         self.job = job
+        self.conn = conn
         self.pg = pg
         self.side = side
         self.tally = tally
+        self.tz = tz
         self.policy = job["duplicate_policy"]
         self.actor = job["created_by"]
 
@@ -277,15 +286,20 @@ class Applier:
         ]
         matches = await repo.match(self.pg, keys)
         new, updates = self._plan(good, matches)
+        changed: list[int] = []
         if updates:
             existing = await repo.lock_customers(self.pg, list(updates))
             rows = await asyncio.to_thread(self._merge_existing, existing, updates)
             await repo.apply_updates(self.pg, rows, self.actor)
+            changed = [row[0] for row in rows]
         if new:
             first = await self._codes(len(new))
-            rows = await asyncio.to_thread(self._new_rows, new, first)
-            await repo.copy_customers(self.pg, rows)
+            rows = self._new_rows(new, first)
+            changed += await repo.insert_customers(self.conn, self.pg, rows, tz=self.tz)
             self.tally.imported += len(new)
+        # Imported needs, lifecycles and follow-up dates decide classes: set them now, in the
+        # job's transaction, as a write through the API would (set-based, these customers only).
+        await repo.classify(self.conn, changed, tz=self.tz)
 
     def _plan(
         self, good: list[Parsed], matches: dict[int, tuple[str, int | None, bool]]
@@ -329,6 +343,7 @@ class Applier:
                 first.flags |= p.flags
                 first.record = build_record(first)
                 first.words = None  # recomputed when the row is written
+                first.cells = None
                 self.tally.skipped += 1
                 self.issue(
                     Issue(p.row_no, None, None, f"same customer as row {first.row_no}; merged")
@@ -383,20 +398,34 @@ class Applier:
         return first
 
     def _new_rows(self, new: list[Parsed], first: int) -> list[list[Any]]:
+        """Rows for the staging table (STAGE_COLUMNS); most of each was built by the parser."""
         day = customer_service.local_today()
+        dry_run, job_id, actor = self.job["dry_run"], self.job["id"], self.actor
         rows: list[list[Any]] = []
         for offset, p in enumerate(new):
-            if self.job["dry_run"]:  # never committed; unique per job and row
-                code = f"D{self.job['id']}x{p.row_no}"
+            if dry_run:  # never committed; unique per job and row
+                code = f"D{job_id}x{p.row_no}"
             else:
                 code = customer_repo.format_code(day, first + offset)
-            record = p.record
-            if p.words is None:
-                p.words = customer_service.record_search_words(record)
-            record["search_text"] = with_code(code, p.words)
-            record["name_key"] = name_key(record["name"])
-            rows.append([code, *_write_tuple(record), self.actor, self.actor])
+            if p.cells is None:
+                prepare_new_row(p)
+            assert p.cells is not None and p.words is not None
+            cells = list(p.cells)
+            cells[SEARCH_TEXT_AT] = with_code(code, p.words)
+            rows.append([p.row_no, code, *cells, actor, actor])
         return rows
+
+
+SEARCH_TEXT_AT = repo.WRITE_COLUMNS.index("search_text")
+
+
+def prepare_new_row(p: Parsed) -> None:
+    """The row's write values as a new customer, its search text still without its code."""
+    record = p.record
+    if p.words is None:
+        p.words = customer_service.record_search_words(record)
+    record["name_key"] = name_key(record["name"])
+    p.cells = _write_tuple(record)
 
 
 async def _import(
@@ -418,7 +447,9 @@ async def _import(
         pg = raw.driver_connection
         await repo.prepare_connection(pg)
         await repo.prepare_update_table(pg)
-        applier = Applier(job, pg, side, tally)
+        await repo.prepare_stage_table(pg)
+        await repo.prepare_job_transaction(pg)
+        applier = Applier(job, conn, pg, side, tally, settings.timezone)
         read = await _stream(job, path, info, ctx, applier, side, settings)
         counts = tally.counts(read, 100)
         if job["dry_run"]:
@@ -426,10 +457,6 @@ async def _import(
             await repo.finish(side, job["id"], status="succeeded", counts=counts, error=None)
             await side.commit()
             return
-        if counts.get("imported") or counts.get("updated"):
-            # Imported needs, lifecycles and follow-up dates decide classes: set them now, in
-            # the job's transaction, as a write through the API would (set-based, whole base).
-            await segments_repo.classify_all(session, cause="import", tz=get_settings().timezone)
         await audit.record(
             session,
             actor=job["created_by"],
@@ -463,7 +490,7 @@ async def _stream(
 ) -> int:
     """Apply batches as the source parses them (one batch ahead, in a thread)."""
     tally = applier.tally
-    source = await open_source(path, info, ctx, settings.import_batch_rows)
+    source = await open_source(path, info, ctx, settings.import_batch_rows, prepare_new_row)
     try:
         for name in source.mapping.unknown:
             applier.issue(Issue(None, name, None, "unknown column; ignored"))

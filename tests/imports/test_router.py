@@ -8,10 +8,13 @@ from typing import Any
 
 import httpx
 import openpyxl
+import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.auth.permissions import Role
+from app.imports import repository as imports_repo
+from app.segments import repository as segments_repo
 from tests.factories import make_customer, make_user
 from tests.imports.helpers import TEMPLATE, csv_bytes, run_import, upload
 
@@ -340,3 +343,61 @@ async def test_job_visibility(client: httpx.AsyncClient, engine: AsyncEngine):
     assert (await client.get("/api/v1/imports", headers=other.headers)).json()["items"] == []
     rep = await make_user(engine, role=Role.sales)
     assert (await upload(client, rep, csv_bytes(MESSY))).status_code == 403
+
+
+@pytest.mark.parametrize("path", ["staged", "classified after insert", "whole base"])
+async def test_imported_customers_carry_their_classes(
+    client: httpx.AsyncClient, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch, path: str
+):
+    # The fallbacks, should the segmentation's statement change shape: slower, same classes.
+    if path != "staged":
+        monkeypatch.setattr(imports_repo, "NEW_CUSTOMERS_SQL", None)
+    if path == "whole base":
+        monkeypatch.setattr(imports_repo, "SCOPED_CLASSIFY_SQL", None)
+    importer, _ = await _setup(engine)
+    rows = [
+        ["客户名称", "联系方式", "核心需求", "最近跟进日期", "客户类型"],
+        ["甲需求有限公司", "13800000011", "产线改造", "", ""],  # an open need: potential
+        ["乙沉默有限公司", "13800000012", "", "2020-01-01", ""],  # quiet for years: churn risk
+        ["丙老客户有限公司", "13800000013", "", "", "老客户"],  # given as existing
+    ]
+    job = await run_import(client, importer, csv_bytes(rows))
+    assert job["imported"] == 3
+    by_name = await _customers(engine)
+    need, quiet, old = (by_name[r[0]] for r in rows[1:])
+    assert (need["value_tier"], need["lifecycle"], need["activity"]) == (
+        "potential",
+        "potential",
+        "active",
+    )
+    assert (quiet["value_tier"], quiet["activity"]) == ("churn_risk", "lost")
+    assert (old["lifecycle"], old["lifecycle_baseline"]) == ("existing", "existing")
+    # Exactly the segmentation's classes: reclassifying the base changes none of them.
+    async with AsyncSession(engine) as session, session.begin():
+        swept = await segments_repo.classify_all(session, cause="sweep", tz="Asia/Shanghai")
+    assert swept["customers_changed"] == 0
+    if path == "staged":
+        # A new customer's first classes are not changes (it had no class before).
+        assert await _count(engine, "tier_changes") == 0
+
+
+async def test_updated_customers_are_reclassified(client: httpx.AsyncClient, engine: AsyncEngine):
+    importer, _ = await _setup(engine)
+    existing = await make_customer(client, importer, name="丁贸易有限公司", phone="13800000021")
+    assert existing["value_tier"] == "normal"
+    rows = [["客户名称", "联系方式", "核心需求"], ["丁贸易有限公司", "13800000021", "渠道拓展"]]
+    job = await run_import(client, importer, csv_bytes(rows), duplicate_policy="update")
+    assert (job["imported"], job["updated"]) == (0, 1)
+    row = (await _customers(engine))["丁贸易有限公司"]
+    assert row["value_tier"] == "potential"
+    async with engine.connect() as conn:
+        changes = (
+            await conn.execute(
+                text(
+                    "SELECT dimension, old_class, new_class, cause FROM tier_changes "
+                    "WHERE customer_id = :id"
+                ),
+                {"id": row["id"]},
+            )
+        ).all()
+    assert [tuple(c) for c in changes] == [("value_tier", "normal", "potential", "import")]
