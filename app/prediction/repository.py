@@ -33,26 +33,54 @@ _CREATE_HISTORIES = text(
     """
 )
 
+# The sweep's RFM scoring reads every live buyer's purchases (through any day): the last day,
+# how many and their sum. Filled by the same statement, so purchases are scanned once a sweep.
+_DROP_TOTALS = text("DROP TABLE IF EXISTS pg_temp.purchase_totals")
+_CREATE_TOTALS = text(
+    """
+    CREATE TEMP TABLE purchase_totals (
+        customer_id bigint PRIMARY KEY,
+        last_day date NOT NULL,
+        purchases bigint NOT NULL,
+        amount numeric
+    ) ON COMMIT DROP
+    """
+)
+
 _FILL_HISTORIES = text(
     """
+    WITH per AS (
+        SELECT d.customer_id,
+               count(*) FILTER (WHERE d.day <= CAST(:through AS date)) - 1 AS x,
+               max(d.day) FILTER (WHERE d.day <= CAST(:through AS date)) AS last_day_through,
+               min(d.day) AS first_day,
+               max(d.recorded_at) FILTER (WHERE d.day <= CAST(:through AS date)) AS recorded_at,
+               max(d.day) AS last_day,
+               sum(d.purchases) AS purchases,
+               sum(d.amount) AS amount
+          FROM (
+            SELECT i.customer_id,
+                   (i.occurred_at AT TIME ZONE CAST(:tz AS text))::date AS day,
+                   max(i.updated_at) AS recorded_at,
+                   count(*) AS purchases,
+                   sum(i.amount) AS amount
+              FROM interactions i
+              JOIN customers c ON c.id = i.customer_id AND c.deleted_at IS NULL
+             WHERE i.kind = 'purchase'
+             GROUP BY 1, 2
+          ) AS d
+         GROUP BY d.customer_id
+    ),
+    totals AS (
+        INSERT INTO purchase_totals (customer_id, last_day, purchases, amount)
+        SELECT customer_id, last_day, purchases, amount FROM per
+    )
     INSERT INTO purchase_histories (customer_id, x, t_x, t, purchase_recorded_at)
-    SELECT d.customer_id,
-           count(*) - 1,
-           max(d.day) - min(d.day),
-           CAST(:through AS date) - min(d.day),
-           max(d.recorded_at)
-      FROM (
-        SELECT i.customer_id,
-               (i.occurred_at AT TIME ZONE CAST(:tz AS text))::date AS day,
-               max(i.updated_at) AS recorded_at
-          FROM interactions i
-          JOIN customers c ON c.id = i.customer_id AND c.deleted_at IS NULL
-         WHERE i.kind = 'purchase'
-           AND i.occurred_at
-               < (CAST(:through AS date) + 1)::timestamp AT TIME ZONE CAST(:tz AS text)
-         GROUP BY 1, 2
-      ) AS d
-     GROUP BY d.customer_id
+    SELECT customer_id, x, last_day_through - first_day,
+           CAST(:through AS date) - first_day, recorded_at
+      FROM per
+     -- The first purchase on or before `through`: min(day) is then the history's first day.
+     WHERE x >= 0
     """
 )
 
@@ -66,9 +94,13 @@ async def local_today(session: AsyncSession, tz: str) -> date:
 
 
 async def build_histories(session: AsyncSession, *, through: date, tz: str) -> None:
-    """Summarise every live customer's purchases up to and including day `through`."""
+    """Summarise every live customer's purchases up to and including day `through` (and,
+    in `pg_temp.purchase_totals`, all their purchases for the sweep's RFM; both dropped at
+    commit)."""
     await session.execute(_DROP_HISTORIES)
+    await session.execute(_DROP_TOTALS)
     await session.execute(_CREATE_HISTORIES)
+    await session.execute(_CREATE_TOTALS)
     await session.execute(_FILL_HISTORIES, {"through": through, "tz": tz})
 
 
