@@ -133,6 +133,10 @@ async def customer_histories(session: AsyncSession) -> list[dict[str, Any]]:
     return [dict(r) for r in rows.mappings().all()]
 
 
+# Only the rows whose prediction differs meet customers again, straight by TID (`ch` is
+# materialised first: the planner cannot estimate how few differ, and would otherwise join a
+# second scan of every customer). A row updated since `ch`'s snapshot is re-checked on its new
+# version by the UPDATE (same TID required, so it is left for the next sweep).
 _APPLY = text(
     """
     WITH pred AS (
@@ -141,25 +145,27 @@ _APPLY = text(
                       CAST(:p_alive AS float8[]), CAST(:expected AS float8[]))
                AS u (x, t_x, t, p_alive, expected)
     ),
-    target AS (
-        SELECT c.id, h.purchase_recorded_at, pred.p_alive, pred.expected
+    ch AS MATERIALIZED (
+        SELECT c.ctid AS row_ctid, c.id, pred.p_alive, pred.expected
           FROM customers c
           LEFT JOIN purchase_histories h ON h.customer_id = c.id
           LEFT JOIN pred ON pred.x = h.x AND pred.t_x = h.t_x AND pred.t = h.t
          WHERE c.deleted_at IS NULL
-    ),
-    upd AS (
-        UPDATE customers c
-           SET p_alive = t.p_alive,
-               expected_purchases_90d = t.expected,
-               prediction_at = CASE WHEN t.p_alive IS NULL THEN NULL ELSE now() END
-          FROM target t
-         WHERE c.id = t.id
            -- Also restamp a prediction that did not change but now accounts for a purchase
            -- recorded after it (a second purchase on the same day): the value-tier rule
            -- trusts a prediction only when it is newer than every purchase record.
-           AND ((c.p_alive, c.expected_purchases_90d) IS DISTINCT FROM (t.p_alive, t.expected)
-                OR c.prediction_at < t.purchase_recorded_at)
+           AND ((c.p_alive, c.expected_purchases_90d) IS DISTINCT FROM (pred.p_alive, pred.expected)
+                OR c.prediction_at < h.purchase_recorded_at)
+    ),
+    upd AS (
+        UPDATE customers c
+           SET p_alive = ch.p_alive,
+               expected_purchases_90d = ch.expected,
+               prediction_at = CASE WHEN ch.p_alive IS NULL THEN NULL ELSE now() END
+          FROM ch
+         WHERE c.ctid = ANY (ARRAY(SELECT ch.row_ctid FROM ch))
+           AND c.ctid = ch.row_ctid
+           AND c.id = ch.id
         RETURNING 1
     )
     SELECT count(*) FROM upd

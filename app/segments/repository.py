@@ -85,6 +85,7 @@ agg AS (
 base AS (
     SELECT c.id,
            c.xmin AS row_version,
+           c.ctid AS row_ctid,
            c.value_tier AS old_tier,
            c.lifecycle AS old_lifecycle,
            c.activity AS old_activity,
@@ -210,8 +211,8 @@ def _apply(*, rfm: bool) -> str:
     again (by id) and only they get the reason texts; the UPDATE returns each row's old and
     new classes for the log. Unchanged columns keep their values, so a customer whose classes
     moved but whose follow-up date did not gets a HOT update (no indexed value changes). With
-    `rfm` (the sweep), the RFM scores in `pg_temp.sweep_rfm` (from `build_rfm`) are stored by
-    the same UPDATE: every live customer not in it scores `no_purchase`."""
+    `rfm` (the sweep), the RFM scores (`RFM_CTES`) are stored by the same UPDATE: every live
+    customer without a score is `no_purchase`."""
     rfm_select = (
         """,
                    s.r, s.f, s.m, coalesce(s.segment, 'no_purchase') AS segment,
@@ -219,7 +220,7 @@ def _apply(*, rfm: bool) -> str:
                        IS DISTINCT FROM (s.r, s.f, s.m, coalesce(s.segment, 'no_purchase'))
                        AS rfm_changed
               FROM k
-              LEFT JOIN pg_temp.sweep_rfm s ON s.customer_id = k.id"""
+              LEFT JOIN rfm s ON s.customer_id = k.id"""
         if rfm
         else """,
                    FALSE AS rfm_changed
@@ -243,7 +244,9 @@ def _apply(*, rfm: bool) -> str:
     )
     return (
         """,
-ch AS (
+-- Materialised: computed in full (and filtered down to the rows that differ) before the
+-- UPDATE meets customers again.
+ch AS MATERIALIZED (
     SELECT k.*,"""  # noqa: S608 (constant SQL fragments, no input)
         + DETAIL_COLUMNS
         + """
@@ -268,7 +271,11 @@ upd AS (
         + rfm_set
         + """
       FROM ch
-     WHERE c.id = ch.id
+       -- Straight to the rows that differ (a TID scan), rather than a join of all customers
+       -- with ch, whose size the planner cannot estimate.
+     WHERE c.ctid = ANY (ARRAY(SELECT ch.row_ctid FROM ch))
+       AND c.ctid = ch.row_ctid
+       AND c.id = ch.id
        -- A row written since this statement's snapshot (an interaction recomputed it, with
        -- data this snapshot lacks) is fresher than ch: leave it; the next sweep revisits it.
        -- Unchanged since the snapshot, its old values are ch's.
@@ -312,8 +319,6 @@ def _scoped(sql: str, *, one_customer: bool) -> str:
 
 CLASSIFY_ONE_SQL = text(_scoped(CLASSIFY_CTES + _apply(rfm=False), one_customer=True))
 CLASSIFY_ALL_SQL = text(_scoped(CLASSIFY_CTES + _apply(rfm=False), one_customer=False))
-# The sweep's: classes and RFM in one pass over the customers, one UPDATE of the rows that differ.
-SWEEP_SQL = text(_scoped(CLASSIFY_CTES + _apply(rfm=True), one_customer=False))
 FACTS_ONE_SQL = text(
     _scoped(
         CLASSIFY_CTES
@@ -358,31 +363,54 @@ async def facts(session: AsyncSession, customer_id: int, *, tz: str) -> dict[str
 # RFM over the customers who bought: recency (day of the last purchase), frequency (purchases)
 # and monetary (their sum), each scored 1-5 by ntile(5) over the whole base. ntile splits equal
 # values across tiles arbitrarily; equal behaviour must score equally, so ties take the lowest
-# tile their value reaches: the tile of the tie group's first position, which is its rank().
-# So one sort per dimension computes it, with ntile's own arithmetic (the first n % 5 tiles
-# hold one row more; under 5 rows, one row a tile). Named segments follow the usual R×F grid.
-# Customers who never bought are `no_purchase` with no scores (stored by the sweep's UPDATE,
-# which also logs the changes; the first scoring of a customer is not a "change").
-# Reads `pg_temp.purchase_totals`, which the sweep's prediction step fills from the same
-# purchases scan (app.prediction.repository.build_histories).
-_DROP_RFM = text("DROP TABLE IF EXISTS pg_temp.sweep_rfm")
-_CREATE_RFM = text(
-    """
-    CREATE TEMP TABLE sweep_rfm (
-        customer_id bigint PRIMARY KEY,
-        r int NOT NULL,
-        f int NOT NULL,
-        m int NOT NULL,
-        segment text NOT NULL
-    ) ON COMMIT DROP
-    """
-)
+# tile their value reaches: the tile of the tie group's first position, 1 + the number of
+# buyers with a lower value (its rank), by ntile's own arithmetic (the first n % 5 tiles hold
+# one row more; under 5 rows, one row a tile). Ranks of days and of purchase counts come from
+# their few distinct values (a hash aggregate, then a sort of those values only); amounts,
+# mostly distinct, take one sort. Named segments follow the usual R×F grid. Customers who never
+# bought are `no_purchase` with no scores: the sweep's UPDATE stores and logs them (the first
+# scoring of a customer is not a "change").
+# Reads `pg_temp.purchase_totals`, which the sweep's prediction step fills from the same scan
+# of the purchases (app.prediction.repository.build_histories).
 _NTILE = """CASE WHEN n < 5 THEN {rank}
                 WHEN {rank} <= (n % 5) * (n / 5 + 1) THEN ({rank} - 1) / (n / 5 + 1) + 1
                 ELSE n % 5 + ({rank} - 1 - (n % 5) * (n / 5 + 1)) / (n / 5) + 1 END"""
-_FILL_RFM = text(
+RFM_CTES = (
     """
-    INSERT INTO sweep_rfm (customer_id, r, f, m, segment)
+rfm_n AS (SELECT count(*) AS n FROM pg_temp.purchase_totals),
+rfm_days AS (
+    SELECT last_day,
+           CAST(sum(count(*)) OVER (ORDER BY last_day) AS bigint) - count(*) + 1 AS r_rank
+      FROM pg_temp.purchase_totals
+     GROUP BY last_day
+),
+rfm_counts AS (
+    SELECT purchases,
+           CAST(sum(count(*)) OVER (ORDER BY purchases) AS bigint) - count(*) + 1 AS f_rank
+      FROM pg_temp.purchase_totals
+     GROUP BY purchases
+),
+rfm_ranks AS (
+    SELECT p.customer_id, d.r_rank, f.f_rank,
+           rank() OVER (ORDER BY p.amount) AS m_rank,
+           (SELECT n FROM rfm_n) AS n
+      FROM pg_temp.purchase_totals p
+      JOIN rfm_days d ON d.last_day = p.last_day
+      JOIN rfm_counts f ON f.purchases = p.purchases
+),
+rfm_tiles AS (
+    SELECT customer_id, """  # noqa: S608 (constant SQL fragments, no input)
+    + _NTILE.format(rank="r_rank")
+    + """ AS r,
+           """
+    + _NTILE.format(rank="f_rank")
+    + """ AS f,
+           """
+    + _NTILE.format(rank="m_rank")
+    + """ AS m
+      FROM rfm_ranks
+),
+rfm AS (
     SELECT customer_id, r, f, m,
            CASE WHEN r = 5 AND f >= 4 THEN 'champions'
                 WHEN r >= 3 AND f >= 4 THEN 'loyal'
@@ -393,40 +421,21 @@ _FILL_RFM = text(
                 WHEN r = 3 THEN 'about_to_sleep'
                 WHEN f = 5 THEN 'cant_lose'
                 WHEN f >= 3 THEN 'at_risk'
-                ELSE 'hibernating' END
-      FROM (
-        SELECT customer_id, """  # noqa: S608 (constant SQL fragments, no input)
-    + _NTILE.format(rank="r_rank")
-    + """ AS r,
-               """
-    + _NTILE.format(rank="f_rank")
-    + """ AS f,
-               """
-    + _NTILE.format(rank="m_rank")
-    + """ AS m
-          FROM (
-            SELECT customer_id,
-                   rank() OVER (ORDER BY last_day) AS r_rank,
-                   rank() OVER (ORDER BY purchases) AS f_rank,
-                   rank() OVER (ORDER BY amount) AS m_rank,
-                   count(*) OVER () AS n
-              FROM pg_temp.purchase_totals
-          ) AS ranked
-      ) AS scores
-    """
+                ELSE 'hibernating' END AS segment
+      FROM rfm_tiles
+)"""
 )
+# The scores alone (for checks).
+RFM_SQL = text("WITH" + RFM_CTES + "\nSELECT customer_id, r, f, m, segment FROM rfm")
 
 
-async def build_rfm(session: AsyncSession) -> None:
-    """Score every live buyer into `pg_temp.sweep_rfm` (dropped at commit)."""
-    await session.execute(_DROP_RFM)
-    await session.execute(_CREATE_RFM)
-    await session.execute(_FILL_RFM)
+# The sweep's: classes and RFM in one pass over the customers, one UPDATE of the rows that differ.
+SWEEP_SQL = text(_scoped(CLASSIFY_CTES + "," + RFM_CTES + _apply(rfm=True), one_customer=False))
 
 
 async def sweep_classes(session: AsyncSession, *, cause: str, tz: str) -> dict[str, Any]:
-    """The whole base's classes and RFM (after `build_rfm`): one UPDATE of the rows that
-    differ, every change logged."""
+    """The whole base's classes and RFM (after the prediction step, whose purchase totals RFM
+    reads): one UPDATE of the rows that differ, every change logged."""
     row = (await session.execute(SWEEP_SQL, {"cause": cause, "tz": tz})).one()
     return {
         "customers_changed": int(row[0]),

@@ -60,7 +60,6 @@ async def run_sweep(
     # First: the value tier's churn-risk rule reads the probabilities it stores.
     prediction = await prediction_service.refresh(session, cause=cause, tz=tz)
     # Classes and RFM in one pass; the RFM scores come from the purchases the prediction read.
-    await repo.build_rfm(session)
     classes = await repo.sweep_classes(session, cause=cause, tz=tz)
     # PIPL retention: churned customers without consent past the period are flagged.
     flagged = await privacy_service.flag_due_for_erasure(session, get_settings().retention_days)

@@ -130,11 +130,7 @@ async def test_rfm_scores_equal_ntile_with_ties_at_their_lowest_tile(
             ),
             rows,
         )
-        await repo.build_rfm(session)
-        got = {
-            r[0]: tuple(r[1:])
-            for r in await session.execute(text("SELECT customer_id, r, f, m FROM sweep_rfm"))
-        }
+        got = {r[0]: tuple(r[1:4]) for r in await session.execute(repo.RFM_SQL)}
         want = {r[0]: tuple(r[1:]) for r in await session.execute(text(REFERENCE))}
     assert got == want
     assert len(got) == buyers
