@@ -207,10 +207,11 @@ DETAIL_COLUMNS = """
 def _apply(*, rfm: bool) -> str:
     """Store what differs and log every class change, from the UPDATE's own RETURNING.
 
-    The rows that differ are picked out of `k` first (`ch`), so only they meet customers
-    again (by id) and only they get the reason texts; the UPDATE returns each row's old and
-    new classes for the log. Unchanged columns keep their values, so a customer whose classes
-    moved but whose follow-up date did not gets a HOT update (no indexed value changes). With
+    The rows that differ are picked out of `k` first (`ch`, materialised), so only they meet
+    customers again (by TID) and only they get the reason texts; the UPDATE returns each
+    row's old and new classes for the log. Unchanged columns keep their values, so a customer
+    whose classes moved but whose follow-up date did not gets a HOT update (no indexed value
+    changes). With
     `rfm` (the sweep), the RFM scores (`RFM_CTES`) are stored by the same UPDATE: every live
     customer without a score is `no_purchase`."""
     rfm_select = (
