@@ -33,26 +33,58 @@ _CREATE_HISTORIES = text(
     """
 )
 
+# The sweep's RFM scoring reads every live buyer's purchases (through any day): the last day,
+# how many and their sum. Filled by the same statement, so purchases are scanned once a sweep.
+_DROP_TOTALS = text("DROP TABLE IF EXISTS pg_temp.purchase_totals")
+_CREATE_TOTALS = text(
+    """
+    CREATE TEMP TABLE purchase_totals (
+        -- One row a customer; read whole by a hash join, so no index to maintain.
+        customer_id bigint NOT NULL,
+        last_day date NOT NULL,
+        purchases bigint NOT NULL,
+        amount numeric
+    ) ON COMMIT DROP
+    """
+)
+
 _FILL_HISTORIES = text(
     """
+    WITH per AS (
+        SELECT d.customer_id,
+               count(*) FILTER (WHERE d.day <= CAST(:through AS date)) - 1 AS x,
+               max(d.day) FILTER (WHERE d.day <= CAST(:through AS date)) AS last_day_through,
+               min(d.day) AS first_day,
+               max(d.recorded_at) FILTER (WHERE d.day <= CAST(:through AS date)) AS recorded_at,
+               max(d.day) AS last_day,
+               sum(d.purchases) AS purchases,
+               sum(d.amount) AS amount
+          FROM (
+            SELECT i.customer_id,
+                   (i.occurred_at AT TIME ZONE CAST(:tz AS text))::date AS day,
+                   max(i.updated_at) AS recorded_at,
+                   count(*) AS purchases,
+                   sum(i.amount) AS amount
+              FROM interactions i
+             WHERE i.kind = 'purchase'
+               -- Live customers': every interaction has its customer, so this leaves out the
+               -- few deleted ones (ix_customers_deleted) instead of hashing every customer.
+               AND NOT EXISTS (SELECT FROM customers c
+                                WHERE c.id = i.customer_id AND c.deleted_at IS NOT NULL)
+             GROUP BY 1, 2
+          ) AS d
+         GROUP BY d.customer_id
+    ),
+    totals AS (
+        INSERT INTO purchase_totals (customer_id, last_day, purchases, amount)
+        SELECT customer_id, last_day, purchases, amount FROM per
+    )
     INSERT INTO purchase_histories (customer_id, x, t_x, t, purchase_recorded_at)
-    SELECT d.customer_id,
-           count(*) - 1,
-           max(d.day) - min(d.day),
-           CAST(:through AS date) - min(d.day),
-           max(d.recorded_at)
-      FROM (
-        SELECT i.customer_id,
-               (i.occurred_at AT TIME ZONE CAST(:tz AS text))::date AS day,
-               max(i.updated_at) AS recorded_at
-          FROM interactions i
-          JOIN customers c ON c.id = i.customer_id AND c.deleted_at IS NULL
-         WHERE i.kind = 'purchase'
-           AND i.occurred_at
-               < (CAST(:through AS date) + 1)::timestamp AT TIME ZONE CAST(:tz AS text)
-         GROUP BY 1, 2
-      ) AS d
-     GROUP BY d.customer_id
+    SELECT customer_id, x, last_day_through - first_day,
+           CAST(:through AS date) - first_day, recorded_at
+      FROM per
+     -- The first purchase on or before `through`: min(day) is then the history's first day.
+     WHERE x >= 0
     """
 )
 
@@ -66,9 +98,13 @@ async def local_today(session: AsyncSession, tz: str) -> date:
 
 
 async def build_histories(session: AsyncSession, *, through: date, tz: str) -> None:
-    """Summarise every live customer's purchases up to and including day `through`."""
+    """Summarise every live customer's purchases up to and including day `through` (and,
+    in `pg_temp.purchase_totals`, all their purchases for the sweep's RFM; both dropped at
+    commit)."""
     await session.execute(_DROP_HISTORIES)
+    await session.execute(_DROP_TOTALS)
     await session.execute(_CREATE_HISTORIES)
+    await session.execute(_CREATE_TOTALS)
     await session.execute(_FILL_HISTORIES, {"through": through, "tz": tz})
 
 
@@ -101,6 +137,10 @@ async def customer_histories(session: AsyncSession) -> list[dict[str, Any]]:
     return [dict(r) for r in rows.mappings().all()]
 
 
+# Only the rows whose prediction differs meet customers again, straight by TID (`ch` is
+# materialised first: the planner cannot estimate how few differ, and would otherwise join a
+# second scan of every customer). A row updated since `ch`'s snapshot is re-checked on its new
+# version by the UPDATE (same TID required, so it is left for the next sweep).
 _APPLY = text(
     """
     WITH pred AS (
@@ -109,25 +149,27 @@ _APPLY = text(
                       CAST(:p_alive AS float8[]), CAST(:expected AS float8[]))
                AS u (x, t_x, t, p_alive, expected)
     ),
-    target AS (
-        SELECT c.id, h.purchase_recorded_at, pred.p_alive, pred.expected
+    ch AS MATERIALIZED (
+        SELECT c.ctid AS row_ctid, c.id, pred.p_alive, pred.expected
           FROM customers c
           LEFT JOIN purchase_histories h ON h.customer_id = c.id
           LEFT JOIN pred ON pred.x = h.x AND pred.t_x = h.t_x AND pred.t = h.t
          WHERE c.deleted_at IS NULL
-    ),
-    upd AS (
-        UPDATE customers c
-           SET p_alive = t.p_alive,
-               expected_purchases_90d = t.expected,
-               prediction_at = CASE WHEN t.p_alive IS NULL THEN NULL ELSE now() END
-          FROM target t
-         WHERE c.id = t.id
            -- Also restamp a prediction that did not change but now accounts for a purchase
            -- recorded after it (a second purchase on the same day): the value-tier rule
            -- trusts a prediction only when it is newer than every purchase record.
-           AND ((c.p_alive, c.expected_purchases_90d) IS DISTINCT FROM (t.p_alive, t.expected)
-                OR c.prediction_at < t.purchase_recorded_at)
+           AND ((c.p_alive, c.expected_purchases_90d) IS DISTINCT FROM (pred.p_alive, pred.expected)
+                OR c.prediction_at < h.purchase_recorded_at)
+    ),
+    upd AS (
+        UPDATE customers c
+           SET p_alive = ch.p_alive,
+               expected_purchases_90d = ch.expected,
+               prediction_at = CASE WHEN ch.p_alive IS NULL THEN NULL ELSE now() END
+          FROM ch
+         WHERE c.ctid = ANY (ARRAY(SELECT ch.row_ctid FROM ch))
+           AND c.ctid = ch.row_ctid
+           AND c.id = ch.id
         RETURNING 1
     )
     SELECT count(*) FROM upd

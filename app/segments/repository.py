@@ -85,10 +85,17 @@ agg AS (
 base AS (
     SELECT c.id,
            c.xmin AS row_version,
+           c.ctid AS row_ctid,
            c.value_tier AS old_tier,
            c.lifecycle AS old_lifecycle,
            c.activity AS old_activity,
            c.lifecycle_baseline AS baseline,
+           c.last_follow_up_at AS old_follow_up,
+           c.last_cooperation_date AS old_coop_date,
+           c.rfm_r AS old_r,
+           c.rfm_f AS old_f,
+           c.rfm_m AS old_m,
+           c.rfm_segment AS old_segment,
            a.last_at,
            greatest(c.last_follow_up_at, a.last_at) AS follow_up,
            greatest(c.last_cooperation_date,
@@ -196,48 +203,111 @@ DETAIL_COLUMNS = """
                   k.quiet_days, k.act_days, k.lost_days) AS activity_detail
 """
 
-# Store the classes that differ (and the derived follow-up dates), and log every class change.
-APPLY_CLASSES = (
-    """,
+
+def _apply(*, rfm: bool) -> str:
+    """Store what differs and log every class change, from the UPDATE's own RETURNING.
+
+    The rows that differ are picked out of `k` first (`ch`, materialised), so only they meet
+    customers again (by TID) and only they get the reason texts; the UPDATE returns each
+    row's old and new classes for the log. Unchanged columns keep their values, so a customer
+    whose classes moved but whose follow-up date did not gets a HOT update (no indexed value
+    changes). With
+    `rfm` (the sweep), the RFM scores (`RFM_CTES`) are stored by the same UPDATE: every live
+    customer without a score is `no_purchase`."""
+    rfm_select = (
+        """,
+                   s.r, s.f, s.m, coalesce(s.segment, 'no_purchase') AS segment,
+                   (k.old_r, k.old_f, k.old_m, k.old_segment)
+                       IS DISTINCT FROM (s.r, s.f, s.m, coalesce(s.segment, 'no_purchase'))
+                       AS rfm_changed
+              FROM k
+              LEFT JOIN rfm s ON s.customer_id = k.id"""
+        if rfm
+        else """,
+                   FALSE AS rfm_changed
+              FROM k"""
+    )
+    rfm_set = (
+        """,
+           rfm_r = ch.r,
+           rfm_f = ch.f,
+           rfm_m = ch.m,
+           rfm_segment = ch.segment"""
+        if rfm
+        else ""
+    )
+    rfm_log = (
+        """,
+           ('rfm_segment', u.old_segment, u.segment, 'rfm_quintiles',
+            format('R%s F%s M%s', u.r, u.f, u.m))"""
+        if rfm
+        else ""
+    )
+    return (
+        """,
+-- Materialised: computed in full (and filtered down to the rows that differ) before the
+-- UPDATE meets customers again.
+ch AS MATERIALIZED (
+    SELECT k.*,"""  # noqa: S608 (constant SQL fragments, no input)
+        + DETAIL_COLUMNS
+        + """
+      FROM (
+            SELECT k.*,
+                   (k.old_tier, k.old_lifecycle, k.old_activity, k.old_follow_up,
+                    k.old_coop_date)
+                       IS DISTINCT FROM (k.tier, k.lifecycle, k.activity, k.follow_up,
+                                         k.coop_date) AS classes_changed"""
+        + rfm_select
+        + """
+           ) AS k
+     WHERE k.classes_changed OR k.rfm_changed
+),
 upd AS (
     UPDATE customers c
-       SET value_tier = k.tier,
-           lifecycle = k.lifecycle,
-           activity = k.activity,
-           last_follow_up_at = k.follow_up,
-           last_cooperation_date = k.coop_date
-      FROM k
-     WHERE c.id = k.id
+       SET value_tier = ch.tier,
+           lifecycle = ch.lifecycle,
+           activity = ch.activity,
+           last_follow_up_at = ch.follow_up,
+           last_cooperation_date = ch.coop_date"""
+        + rfm_set
+        + """
+      FROM ch
+       -- Straight to the rows that differ (a TID scan), rather than a join of all customers
+       -- with ch, whose size the planner cannot estimate.
+     WHERE c.ctid = ANY (ARRAY(SELECT ch.row_ctid FROM ch))
+       AND c.ctid = ch.row_ctid
+       AND c.id = ch.id
        -- A row written since this statement's snapshot (an interaction recomputed it, with
-       -- data this snapshot lacks) is fresher than k: leave it; the next sweep revisits it.
-       AND c.xmin = k.row_version
-       AND (c.value_tier, c.lifecycle, c.activity, c.last_follow_up_at, c.last_cooperation_date)
-           IS DISTINCT FROM (k.tier, k.lifecycle, k.activity, k.follow_up, k.coop_date)
-    RETURNING c.id
+       -- data this snapshot lacks) is fresher than ch: leave it; the next sweep revisits it.
+       -- Unchanged since the snapshot, its old values are ch's.
+       AND c.xmin = ch.row_version
+    RETURNING ch.*
 ),
 logged AS (
     INSERT INTO tier_changes
         (customer_id, dimension, old_class, new_class, reason, detail, cause, rule_version)
-    SELECT k.id, d.dimension, d.old_class, d.new_class, d.reason, d.detail,
-           CAST(:cause AS text), k.rule_version
-      FROM k
-      JOIN upd ON upd.id = k.id
-     CROSS JOIN LATERAL (SELECT """  # noqa: S608 (constant SQL fragments, no input)
-    + DETAIL_COLUMNS
-    + """) AS x
+    SELECT u.id, d.dimension, d.old_class, d.new_class, d.reason, d.detail,
+           CAST(:cause AS text), u.rule_version
+      FROM upd u
      CROSS JOIN LATERAL (VALUES
-           ('value_tier', k.old_tier, k.tier, k.tier_reason, x.tier_detail),
-           ('lifecycle', k.old_lifecycle, k.lifecycle, k.lifecycle_reason, x.lifecycle_detail),
-           ('activity', k.old_activity, k.activity, k.activity_reason, x.activity_detail)
+           ('value_tier', u.old_tier, u.tier, u.tier_reason, u.tier_detail),
+           ('lifecycle', u.old_lifecycle, u.lifecycle, u.lifecycle_reason, u.lifecycle_detail),
+           ('activity', u.old_activity, u.activity, u.activity_reason, u.activity_detail)"""
+        + rfm_log
+        + """
      ) AS d (dimension, old_class, new_class, reason, detail)
      WHERE d.old_class IS DISTINCT FROM d.new_class
-    RETURNING 1
+       -- The first RFM scoring of a customer is not a change.
+       AND (d.dimension <> 'rfm_segment' OR d.old_class IS NOT NULL)
+    RETURNING dimension
 )
-SELECT (SELECT count(*) FROM upd) AS customers_changed,
-       (SELECT count(*) FROM logged) AS tier_changes,
-       (SELECT version FROM r) AS rule_version
+SELECT (SELECT count(*) FILTER (WHERE classes_changed) FROM upd) AS customers_changed,
+       (SELECT count(*) FILTER (WHERE dimension <> 'rfm_segment') FROM logged) AS tier_changes,
+       (SELECT version FROM r) AS rule_version,
+       (SELECT count(*) FILTER (WHERE rfm_changed) FROM upd) AS rfm_changed,
+       (SELECT count(*) FILTER (WHERE dimension = 'rfm_segment') FROM logged) AS rfm_logged
 """
-)
+    )
 
 
 def _scoped(sql: str, *, one_customer: bool) -> str:
@@ -248,8 +318,8 @@ def _scoped(sql: str, *, one_customer: bool) -> str:
     ).replace("/*customer_scope*/", "AND c.id = CAST(:customer_id AS bigint)")
 
 
-CLASSIFY_ONE_SQL = text(_scoped(CLASSIFY_CTES + APPLY_CLASSES, one_customer=True))
-CLASSIFY_ALL_SQL = text(_scoped(CLASSIFY_CTES + APPLY_CLASSES, one_customer=False))
+CLASSIFY_ONE_SQL = text(_scoped(CLASSIFY_CTES + _apply(rfm=False), one_customer=True))
+CLASSIFY_ALL_SQL = text(_scoped(CLASSIFY_CTES + _apply(rfm=False), one_customer=False))
 FACTS_ONE_SQL = text(
     _scoped(
         CLASSIFY_CTES
@@ -294,82 +364,87 @@ async def facts(session: AsyncSession, customer_id: int, *, tz: str) -> dict[str
 # RFM over the customers who bought: recency (day of the last purchase), frequency (purchases)
 # and monetary (their sum), each scored 1-5 by ntile(5) over the whole base. ntile splits equal
 # values across tiles arbitrarily; equal behaviour must score equally, so ties take the lowest
-# tile their value reaches. Named segments follow the usual R×F grid. Customers who never
-# bought are `no_purchase` with no scores. The first scoring of a customer is not a "change".
-RFM_SQL = text(
+# tile their value reaches: the tile of the tie group's first position, 1 + the number of
+# buyers with a lower value (its rank), by ntile's own arithmetic (the first n % 5 tiles hold
+# one row more; under 5 rows, one row a tile). Ranks of days and of purchase counts come from
+# their few distinct values (a hash aggregate, then a sort of those values only); amounts,
+# mostly distinct, take one sort. Named segments follow the usual R×F grid. Customers who never
+# bought are `no_purchase` with no scores: the sweep's UPDATE stores and logs them (the first
+# scoring of a customer is not a "change").
+# Reads `pg_temp.purchase_totals`, which the sweep's prediction step fills from the same scan
+# of the purchases (app.prediction.repository.build_histories).
+_NTILE = """CASE WHEN n < 5 THEN {rank}
+                WHEN {rank} <= (n % 5) * (n / 5 + 1) THEN ({rank} - 1) / (n / 5 + 1) + 1
+                ELSE n % 5 + ({rank} - 1 - (n % 5) * (n / 5 + 1)) / (n / 5) + 1 END"""
+RFM_CTES = (
     """
-WITH buyers AS (
-    SELECT i.customer_id,
-           max((i.occurred_at AT TIME ZONE CAST(:tz AS text))::date) AS last_day,
-           count(*) AS frequency,
-           sum(i.amount) AS monetary
-      FROM interactions i
-      JOIN customers c ON c.id = i.customer_id AND c.deleted_at IS NULL
-     WHERE i.kind = 'purchase'
-     GROUP BY i.customer_id
+rfm_n AS (SELECT count(*) AS n FROM pg_temp.purchase_totals),
+rfm_days AS (
+    SELECT last_day,
+           CAST(sum(count(*)) OVER (ORDER BY last_day) AS bigint) - count(*) + 1 AS r_rank
+      FROM pg_temp.purchase_totals
+     GROUP BY last_day
 ),
-tiles AS (
-    SELECT customer_id, last_day, frequency, monetary,
-           ntile(5) OVER (ORDER BY last_day) AS r_tile,
-           ntile(5) OVER (ORDER BY frequency) AS f_tile,
-           ntile(5) OVER (ORDER BY monetary) AS m_tile
-      FROM buyers
+rfm_counts AS (
+    SELECT purchases,
+           CAST(sum(count(*)) OVER (ORDER BY purchases) AS bigint) - count(*) + 1 AS f_rank
+      FROM pg_temp.purchase_totals
+     GROUP BY purchases
 ),
-scores AS (
-    SELECT customer_id,
-           min(r_tile) OVER (PARTITION BY last_day) AS r,
-           min(f_tile) OVER (PARTITION BY frequency) AS f,
-           min(m_tile) OVER (PARTITION BY monetary) AS m
-      FROM tiles
+rfm_ranks AS (
+    SELECT p.customer_id, d.r_rank, f.f_rank,
+           rank() OVER (ORDER BY p.amount) AS m_rank,
+           (SELECT n FROM rfm_n) AS n
+      FROM pg_temp.purchase_totals p
+      JOIN rfm_days d ON d.last_day = p.last_day
+      JOIN rfm_counts f ON f.purchases = p.purchases
 ),
-target AS (
-    SELECT c.id, c.rfm_segment AS old_segment, s.r, s.f, s.m,
-           CASE WHEN s.customer_id IS NULL THEN 'no_purchase'
-                WHEN s.r = 5 AND s.f >= 4 THEN 'champions'
-                WHEN s.r >= 3 AND s.f >= 4 THEN 'loyal'
-                WHEN s.r >= 4 AND s.f >= 2 THEN 'potential_loyalists'
-                WHEN s.r = 5 THEN 'new_customers'
-                WHEN s.r = 4 THEN 'promising'
-                WHEN s.r = 3 AND s.f = 3 THEN 'need_attention'
-                WHEN s.r = 3 THEN 'about_to_sleep'
-                WHEN s.f = 5 THEN 'cant_lose'
-                WHEN s.f >= 3 THEN 'at_risk'
+rfm_tiles AS (
+    SELECT customer_id, """  # noqa: S608 (constant SQL fragments, no input)
+    + _NTILE.format(rank="r_rank")
+    + """ AS r,
+           """
+    + _NTILE.format(rank="f_rank")
+    + """ AS f,
+           """
+    + _NTILE.format(rank="m_rank")
+    + """ AS m
+      FROM rfm_ranks
+),
+rfm AS (
+    SELECT customer_id, r, f, m,
+           CASE WHEN r = 5 AND f >= 4 THEN 'champions'
+                WHEN r >= 3 AND f >= 4 THEN 'loyal'
+                WHEN r >= 4 AND f >= 2 THEN 'potential_loyalists'
+                WHEN r = 5 THEN 'new_customers'
+                WHEN r = 4 THEN 'promising'
+                WHEN r = 3 AND f = 3 THEN 'need_attention'
+                WHEN r = 3 THEN 'about_to_sleep'
+                WHEN f = 5 THEN 'cant_lose'
+                WHEN f >= 3 THEN 'at_risk'
                 ELSE 'hibernating' END AS segment
-      FROM customers c
-      LEFT JOIN scores s ON s.customer_id = c.id
-     WHERE c.deleted_at IS NULL
-),
-upd AS (
-    UPDATE customers c
-       SET rfm_r = t.r, rfm_f = t.f, rfm_m = t.m, rfm_segment = t.segment
-      FROM target t
-     WHERE c.id = t.id
-       AND (c.rfm_r, c.rfm_f, c.rfm_m, c.rfm_segment) IS DISTINCT FROM (t.r, t.f, t.m, t.segment)
-    RETURNING c.id
-),
-logged AS (
-    INSERT INTO tier_changes
-        (customer_id, dimension, old_class, new_class, reason, detail, cause, rule_version)
-    SELECT t.id, 'rfm_segment', t.old_segment, t.segment, 'rfm_quintiles',
-           format('R%s F%s M%s', t.r, t.f, t.m), CAST(:cause AS text),
-           CAST(:rule_version AS int)
-      FROM target t
-      JOIN upd ON upd.id = t.id
-     WHERE t.old_segment IS DISTINCT FROM t.segment AND t.old_segment IS NOT NULL
-    RETURNING 1
+      FROM rfm_tiles
+)"""
 )
-SELECT (SELECT count(*) FROM upd) AS rfm_changed, (SELECT count(*) FROM logged) AS rfm_logged
-"""
-)
+# The scores alone (for checks).
+RFM_SQL = text("WITH" + RFM_CTES + "\nSELECT customer_id, r, f, m, segment FROM rfm")
 
 
-async def score_rfm(
-    session: AsyncSession, *, cause: str, rule_version: int, tz: str
-) -> dict[str, int]:
-    row = (
-        await session.execute(RFM_SQL, {"cause": cause, "rule_version": rule_version, "tz": tz})
-    ).one()
-    return {"rfm_changed": int(row[0]), "rfm_logged": int(row[1])}
+# The sweep's: classes and RFM in one pass over the customers, one UPDATE of the rows that differ.
+SWEEP_SQL = text(_scoped(CLASSIFY_CTES + "," + RFM_CTES + _apply(rfm=True), one_customer=False))
+
+
+async def sweep_classes(session: AsyncSession, *, cause: str, tz: str) -> dict[str, Any]:
+    """The whole base's classes and RFM (after the prediction step, whose purchase totals RFM
+    reads): one UPDATE of the rows that differ, every change logged."""
+    row = (await session.execute(SWEEP_SQL, {"cause": cause, "tz": tz})).one()
+    return {
+        "customers_changed": int(row[0]),
+        "tier_changes": int(row[1]),
+        "rule_version": row[2],
+        "rfm_changed": int(row[3]),
+        "rfm_logged": int(row[4]),
+    }
 
 
 # ---- rules -----------------------------------------------------------------------------------

@@ -59,8 +59,8 @@ async def run_sweep(
     tz = _tz()
     # First: the value tier's churn-risk rule reads the probabilities it stores.
     prediction = await prediction_service.refresh(session, cause=cause, tz=tz)
-    classes = await repo.classify_all(session, cause=cause, tz=tz)
-    rfm = await repo.score_rfm(session, cause=cause, rule_version=classes["rule_version"], tz=tz)
+    # Classes and RFM in one pass; the RFM scores come from the purchases the prediction read.
+    classes = await repo.sweep_classes(session, cause=cause, tz=tz)
     # PIPL retention: churned customers without consent past the period are flagged.
     flagged = await privacy_service.flag_due_for_erasure(session, get_settings().retention_days)
     # Last: it writes audit rows, and the audit chain lock is then held until commit.
@@ -73,8 +73,8 @@ async def run_sweep(
         "finished_at": finished,
         "duration_ms": round((finished - started).total_seconds() * 1000, 1),
         "customers_changed": classes["customers_changed"],
-        "tier_changes": classes["tier_changes"] + rfm["rfm_logged"],
-        "rfm_changed": rfm["rfm_changed"],
+        "tier_changes": classes["tier_changes"] + classes["rfm_logged"],
+        "rfm_changed": classes["rfm_changed"],
         "released": released,
         "flagged_for_erasure": flagged,
         "prediction": prediction,
