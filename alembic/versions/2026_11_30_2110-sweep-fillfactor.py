@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0010_sweep_fast"
-down_revision: str | None = "0008_reports"
+down_revision: str | None = "0009_audit_seal"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

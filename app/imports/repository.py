@@ -306,7 +306,7 @@ async def prepare_job_transaction(pg: Any) -> None:
 # rules are the segmentation's own statement, read over the staged batch instead of the table;
 # its first classification is not logged as a change (it has no earlier class). Should the
 # segmentation's statement change shape, NEW_CUSTOMERS_SQL is None and the job inserts, then
-# classifies the new ids with the scoped statement below (slower, same result).
+# classifies the new ids with the segmentation's classify_customers (slower, same result).
 
 STAGE_TABLE = "import_new"
 STAGE_COLUMNS = ["id", "code", *WRITE_COLUMNS, "created_by", "updated_by"]
@@ -337,19 +337,7 @@ def _new_customers_sql() -> str | None:
     return sql if set(text(sql)._bindparams) <= {"tz"} else None
 
 
-def _scoped_classify_sql() -> str | None:
-    sql = segments_repo.CLASSIFY_CTES + segments_repo.APPLY_CLASSES
-    markers = ("/*interaction_scope*/", "/*customer_scope*/")
-    if any(sql.count(m) != 1 for m in markers):
-        return None
-    sql = sql.replace(
-        "/*interaction_scope*/", "AND i.customer_id = ANY(CAST(:ids AS bigint[]))"
-    ).replace("/*customer_scope*/", "AND c.id = ANY(CAST(:ids AS bigint[]))")
-    return sql if set(text(sql)._bindparams) <= {"ids", "tz", "cause"} else None
-
-
 NEW_CUSTOMERS_SQL = _new_customers_sql()
-SCOPED_CLASSIFY_SQL = _scoped_classify_sql()
 
 
 async def prepare_stage_table(pg: Any) -> None:
@@ -383,10 +371,7 @@ async def classify(conn: AsyncConnection, ids: Sequence[int], *, tz: str) -> Non
     if not ids:
         return
     session = AsyncSession(bind=conn)
-    if SCOPED_CLASSIFY_SQL is None:
-        await segments_repo.classify_all(session, cause="import", tz=tz)
-        return
-    await conn.execute(text(SCOPED_CLASSIFY_SQL), {"ids": list(ids), "cause": "import", "tz": tz})
+    await segments_repo.classify_customers(session, list(ids), cause="import", tz=tz)
 
 
 async def prepare_update_table(pg: Any) -> None:

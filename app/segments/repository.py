@@ -319,6 +319,11 @@ def _scoped(sql: str, *, one_customer: bool) -> str:
 
 
 CLASSIFY_ONE_SQL = text(_scoped(CLASSIFY_CTES + _apply(rfm=False), one_customer=True))
+CLASSIFY_IDS_SQL = text(
+    (CLASSIFY_CTES + _apply(rfm=False))
+    .replace("/*interaction_scope*/", "AND i.customer_id = ANY(CAST(:ids AS bigint[]))")
+    .replace("/*customer_scope*/", "AND c.id = ANY(CAST(:ids AS bigint[]))")
+)
 CLASSIFY_ALL_SQL = text(_scoped(CLASSIFY_CTES + _apply(rfm=False), one_customer=False))
 FACTS_ONE_SQL = text(
     _scoped(
@@ -344,6 +349,14 @@ async def classify_customer(
             CLASSIFY_ONE_SQL, {"customer_id": customer_id, "cause": cause, "tz": tz}
         )
     ).one()
+    return {"customers_changed": int(row[0]), "tier_changes": int(row[1]), "rule_version": row[2]}
+
+
+async def classify_customers(
+    session: AsyncSession, ids: list[int], *, cause: str, tz: str
+) -> dict[str, Any]:
+    """Reclassify these customers only (e.g. the ones an import batch changed)."""
+    row = (await session.execute(CLASSIFY_IDS_SQL, {"ids": ids, "cause": cause, "tz": tz})).one()
     return {"customers_changed": int(row[0]), "tier_changes": int(row[1]), "rule_version": row[2]}
 
 

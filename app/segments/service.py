@@ -63,7 +63,7 @@ async def run_sweep(
     classes = await repo.sweep_classes(session, cause=cause, tz=tz)
     # PIPL retention: churned customers without consent past the period are flagged.
     flagged = await privacy_service.flag_due_for_erasure(session, get_settings().retention_days)
-    # Last: it writes audit rows, and the audit chain lock is then held until commit.
+    # Last: it writes audit rows (one per released customer).
     released = await pool_service.release_quiet_customers(session, cause=cause)
     finished = await repo.clock(session)
     result = {

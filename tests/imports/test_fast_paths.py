@@ -25,7 +25,7 @@ from app.customers.normalize import (
 )
 from app.imports.parsing import ADAPTERS, ImportContext, RowParser, fast_email, map_headers
 from app.imports.parsing import parse_email as import_email
-from app.imports.repository import NEW_CUSTOMERS_SQL, SCOPED_CLASSIFY_SQL
+from app.imports.repository import NEW_CUSTOMERS_SQL
 from tests.imports.helpers import TEMPLATE
 
 MANY = settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -269,4 +269,3 @@ def test_segmentation_statements_are_read_over_staged_rows():
     # Should the segmentation's statement change shape, imports fall back to classifying after
     # inserting (correct, several times slower): this test says so at merge time.
     assert NEW_CUSTOMERS_SQL is not None
-    assert SCOPED_CLASSIFY_SQL is not None

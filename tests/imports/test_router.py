@@ -345,15 +345,13 @@ async def test_job_visibility(client: httpx.AsyncClient, engine: AsyncEngine):
     assert (await upload(client, rep, csv_bytes(MESSY))).status_code == 403
 
 
-@pytest.mark.parametrize("path", ["staged", "classified after insert", "whole base"])
+@pytest.mark.parametrize("path", ["staged", "classified after insert"])
 async def test_imported_customers_carry_their_classes(
     client: httpx.AsyncClient, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch, path: str
 ):
-    # The fallbacks, should the segmentation's statement change shape: slower, same classes.
+    # The fallback, should the segmentation's statement change shape: slower, same classes.
     if path != "staged":
         monkeypatch.setattr(imports_repo, "NEW_CUSTOMERS_SQL", None)
-    if path == "whole base":
-        monkeypatch.setattr(imports_repo, "SCOPED_CLASSIFY_SQL", None)
     importer, _ = await _setup(engine)
     rows = [
         ["客户名称", "联系方式", "核心需求", "最近跟进日期", "客户类型"],
