@@ -9,6 +9,7 @@ records what bypasses the cursor: BEGIN/COMMIT/ROLLBACK and the pre-ping's empty
 from __future__ import annotations
 
 import re
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -19,16 +20,19 @@ from sqlalchemy import event
 
 from bench.plan import CODE, Endpoint, Sets, Slot, Step
 
-_recording: list[Step] | None = None
-# Per recorded step: (column names, first row) of what it returned, None when nothing.
-_returned: list[tuple[list[str], list[Any]] | None] = []
+# The request being recorded: its steps and, per step, (column names, first row) of what it
+# returned (None when nothing). A context variable, so only the request's own statements are
+# recorded: background tasks of the app (the audit sealer) started before it and see None.
+_Recording = tuple[list[Step], list[tuple[list[str], list[Any]] | None]]
+_current: ContextVar[_Recording | None] = ContextVar("bench_capture", default=None)
 
 
 class RecordingConnection(asyncpg.Connection):  # type: ignore[misc]
     async def execute(self, query: str, *args: Any, timeout: float | None = None) -> str:  # noqa: ASYNC109
-        if _recording is not None and not args:
-            _recording.append(Step("control", query))
-            _returned.append(None)
+        rec = _current.get()
+        if rec is not None and not args:
+            rec[0].append(Step("control", query))
+            rec[1].append(None)
         result: str = await super().execute(query, *args, timeout=timeout)
         return result
 
@@ -39,9 +43,10 @@ class RecordingConnection(asyncpg.Connection):  # type: ignore[misc]
         timeout: float | None = None,  # noqa: ASYNC109 (asyncpg's signature)
         record_class: Any = None,
     ) -> Any:
-        if _recording is not None and query.strip() == ";":
-            _recording.append(Step("ping", query))
-            _returned.append(None)
+        rec = _current.get()
+        if rec is not None and query.strip() == ";":
+            rec[0].append(Step("ping", query))
+            rec[1].append(None)
         return await super().fetchrow(query, *args, timeout=timeout, record_class=record_class)
 
 
@@ -52,14 +57,15 @@ def _use_recording_class(dialect: Any, conn_rec: Any, cargs: Any, cparams: dict[
 def _record_statement(
     conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
 ) -> None:
-    if _recording is not None:
-        _recording.append(Step("sql", statement, list(parameters or ())))
+    rec = _current.get()
+    if rec is not None:
+        rec[0].append(Step("sql", statement, list(parameters or ())))
         # The asyncpg adapter has fetched every row by now: keep the first one.
         rows = getattr(cursor, "_rows", None)
         first = None
         if rows and cursor.description:
             first = ([d[0] for d in cursor.description], list(rows[0]))
-        _returned.append(first)
+        rec[1].append(first)
 
 
 @dataclass
@@ -82,7 +88,6 @@ class Captured:
 
 async def capture(database_url: str, requests: list[Request]) -> list[Captured]:
     """Send each request once to an in-process app and return what it sent to PostgreSQL."""
-    global _recording, _returned
     from app.core.config import get_settings
     from app.core.db import to_async_url
     from app.main import create_app
@@ -100,7 +105,9 @@ async def capture(database_url: str, requests: list[Request]) -> list[Captured]:
             # The first connection runs the dialect's setup queries: keep them out.
             await client.get("/readyz")
             for req in requests:
-                _recording, _returned = [], []
+                steps: list[Step] = []
+                returned: list[tuple[list[str], list[Any]] | None] = []
+                token = _current.set((steps, returned))
                 try:
                     if req.content is not None:
                         r = await client.request(
@@ -111,12 +118,12 @@ async def capture(database_url: str, requests: list[Request]) -> list[Captured]:
                             req.method, req.path, headers=req.headers, json=req.body
                         )
                 finally:
-                    steps, _recording = _recording, None
+                    _current.reset(token)
                 if r.status_code != req.expect:
                     raise RuntimeError(
                         f"{req.method} {req.path} answered {r.status_code}: {r.text[:500]}"
                     )
-                out.append(Captured(r.status_code, r.json(), steps, _returned))
+                out.append(Captured(r.status_code, r.json(), steps, returned))
     return out
 
 
