@@ -111,25 +111,6 @@ async def test_connection_killed_mid_request_is_clean_503_then_recovers(
     assert await _count(engine) == 1
 
 
-async def test_pool_recovers_after_all_backends_terminated(
-    client: httpx.AsyncClient, engine: AsyncEngine
-):
-    m = await make_user(engine, role=Role.manager)
-    assert (await client.get("/api/v1/customers", headers=m.headers)).status_code == 200
-    async with engine.connect() as conn:
-        await conn.execute(
-            text(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE application_name = 'crm-service' AND pid <> pg_backend_pid() "
-                "AND datname = current_database()"
-            )
-        )
-    results = [
-        (await client.get("/api/v1/customers", headers=m.headers)).status_code for _ in range(5)
-    ]
-    assert results == [200] * 5
-
-
 async def _terminate_service_backends(engine: AsyncEngine) -> None:
     async with engine.connect() as conn:
         await conn.execute(
@@ -139,6 +120,18 @@ async def _terminate_service_backends(engine: AsyncEngine) -> None:
                 "AND datname = current_database()"
             )
         )
+
+
+async def test_pool_recovers_after_all_backends_terminated(
+    client: httpx.AsyncClient, engine: AsyncEngine
+):
+    m = await make_user(engine, role=Role.manager)
+    assert (await client.get("/api/v1/customers", headers=m.headers)).status_code == 200
+    await _terminate_service_backends(engine)
+    results = [
+        (await client.get("/api/v1/customers", headers=m.headers)).status_code for _ in range(5)
+    ]
+    assert results == [200] * 5
 
 
 async def test_idle_connection_is_pinged_and_replaced_before_a_write(
