@@ -128,10 +128,32 @@ async def test_pool_recovers_after_all_backends_terminated(
     m = await make_user(engine, role=Role.manager)
     assert (await client.get("/api/v1/customers", headers=m.headers)).status_code == 200
     await _terminate_service_backends(engine)
-    results = [
-        (await client.get("/api/v1/customers", headers=m.headers)).status_code for _ in range(5)
-    ]
-    assert results == [200] * 5
+    try:
+        results = [
+            (await client.get("/api/v1/customers", headers=m.headers)).status_code for _ in range(5)
+        ]
+        assert results == [200] * 5
+    finally:
+        await engine.dispose()  # the shared pool starts the next test with live connections
+
+
+async def test_connections_closed_by_the_server_are_replaced_at_checkout(
+    engine: AsyncEngine, database_url: str, monkeypatch: pytest.MonkeyPatch
+):
+    """A pooled connection whose backend was terminated while it sat in the pool: the client
+    saw its socket close, so the pool replaces it at checkout, with no ping round trip."""
+    monkeypatch.setattr(db_module, "IDLE_PING_SECONDS", 3600.0)  # no ping: closed-check only
+    pool = build_engine(database_url, get_settings())  # no app, no background tasks
+    try:
+        async with pool.connect() as conn:
+            pid = await conn.scalar(text("SELECT pg_backend_pid()"))
+        async with engine.connect() as other:
+            await other.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+        await asyncio.sleep(0.5)  # the backend exits; the event loop sees the socket close
+        async with pool.connect() as conn:
+            assert await conn.scalar(text("SELECT pg_backend_pid()")) != pid
+    finally:
+        await pool.dispose()
 
 
 async def test_idle_connection_is_pinged_and_replaced_before_a_write(
@@ -142,9 +164,12 @@ async def test_idle_connection_is_pinged_and_replaced_before_a_write(
     assert (await client.get("/api/v1/customers", headers=m.headers)).status_code == 200
     await _terminate_service_backends(engine)
     monkeypatch.setattr(db_module, "IDLE_PING_SECONDS", 0.0)  # every pooled one counts as idle
-    r = await client.post("/api/v1/customers", json={"name": "空闲连接客户"}, headers=m.headers)
-    assert r.status_code == 201, r.text
-    assert await _count(engine) == 1
+    try:
+        r = await client.post("/api/v1/customers", json={"name": "空闲连接客户"}, headers=m.headers)
+        assert r.status_code == 201, r.text
+        assert await _count(engine) == 1
+    finally:
+        await engine.dispose()
 
 
 @pytest.mark.skipif(

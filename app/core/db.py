@@ -151,11 +151,12 @@ def install_idle_ping(engine: AsyncEngine) -> None:
     """Ping a connection at checkout only when it sat idle in the pool for a while.
 
     `pool_pre_ping` costs three round trips (BEGIN, `;`, ROLLBACK) on every checkout, which
-    was a third of a hot read's database time. A connection used moments ago is almost always
-    alive; when it is not (all backends terminated at once), the failing statement invalidates
-    the whole pool, reads are retried by ResilienceMiddleware and writes answer 503 with
-    nothing written. A connection idle for longer (a server restart overnight) is pinged, and
-    a dead one is replaced before the request sees it.
+    was a third of a hot read's database time. A connection the server closed (a terminated
+    backend, a restart) is noticed by the event loop and replaced at checkout for free. One
+    used moments ago is otherwise almost always alive; when it is not (the socket died
+    silently), the failing statement invalidates the whole pool, reads are retried by
+    ResilienceMiddleware and writes answer 503 with nothing written. A connection idle for
+    longer is pinged, and a dead one is replaced before the request sees it.
     """
     sync_engine = engine.sync_engine
 
@@ -166,6 +167,11 @@ def install_idle_ping(engine: AsyncEngine) -> None:
     @event.listens_for(sync_engine, "checkout")
     def _checked_out(dbapi_connection: Any, record: Any, proxy: Any) -> None:
         idle_since = record.info.pop("idle_since", None)
+        driver = getattr(dbapi_connection, "driver_connection", None)
+        if driver is not None and driver.is_closed():
+            # The server already closed it (terminated backend, restart): the event loop saw
+            # the socket close, so this costs no round trip.
+            raise DisconnectionError("pooled connection closed by the server")
         if idle_since is None or time.monotonic() - idle_since < IDLE_PING_SECONDS:
             return
         try:
