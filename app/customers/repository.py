@@ -179,6 +179,8 @@ def visibility_shape(principal: Principal) -> tuple[bool, bool, bool]:
 # still reported to SQLAlchemy's `after_cursor_execute` listeners (the bench records them).
 
 _RAW: dict[Any, tuple[str, tuple[str, ...], dict[str, Any], dict[str, Any]]] = {}
+# List filters combine into many statement shapes: keep the cache bounded (cleared when full).
+_RAW_MAX = 2_000
 JSON_COLUMNS = frozenset({"contacts", "custom", "tags"})
 
 
@@ -196,6 +198,8 @@ def _compiled(
             compiled.construct_params(_check=False),
             processors,
         )
+        if len(_RAW) >= _RAW_MAX:
+            _RAW.clear()
         _RAW[key] = hit
     return hit
 
