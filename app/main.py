@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -82,6 +83,22 @@ FEATURE_ROUTERS: list[APIRouter] = [
 ]
 
 
+# Young-generation threshold for the cyclic garbage collector once the app has started: each
+# request allocates a few thousand objects, so CPython's default (700) runs a collection several
+# times per request; cycles made by requests are still collected within a few requests.
+GC_THRESHOLD = (20_000, 20, 50)
+
+
+def settle_heap() -> None:
+    """Move everything alive after startup (routes, schemas, compiled SQL, the ORM registry:
+    some 360,000 objects) out of the collector's sight, and collect young objects less often.
+    Otherwise each full collection walks the whole startup heap, a pause of 0.1–0.3 s that lands
+    on whichever requests are in flight (the p99)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLD)
+
+
 def iter_routes() -> Iterator[tuple[str, APIRoute]]:
     """Every API route with its full path (for the permission and route-matrix tests).
 
@@ -120,6 +137,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
             sweeper = asyncio.create_task(
                 sweep_forever(app.state.sessionmaker, settings.sweep_interval_seconds)
             )
+        settle_heap()
         try:
             yield
         finally:

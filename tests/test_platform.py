@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import json
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,8 @@ from fastapi.routing import APIRoute
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.auth.permissions import ROLE_SCOPES, SCOPES, Role
-from app.main import create_app, iter_routes
+from app.core.config import Settings, get_settings
+from app.main import GC_THRESHOLD, create_app, iter_routes
 from tests.factories import make_user
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -195,3 +198,29 @@ async def test_service_account_scope_matrix(
     # A 403 may still come from a rule past the scope check (a service account cannot own a
     # customer, so it cannot claim one), never from the scope check itself.
     assert f"'{scope}'" not in allowed.text, allowed.text
+
+
+async def test_a_started_app_keeps_its_startup_heap_out_of_the_collector(database_url: str):
+    """Full collections must not walk the startup heap (a pause on every in-flight request),
+    and cycles made while serving are still collected."""
+    settings = Settings(**{**get_settings().model_dump(), "sweep_interval_seconds": 0})
+    app = create_app(settings, database_url=database_url)
+    before = gc.get_threshold()
+    gc.unfreeze()
+    try:
+        async with app.router.lifespan_context(app):
+            assert gc.get_freeze_count() > 100_000  # routes, schemas, ORM registry, ...
+            assert gc.get_threshold() == GC_THRESHOLD
+
+            class Node:
+                me: Any = None
+
+            node = Node()
+            node.me = node  # a reference cycle: only the collector frees it
+            gone = weakref.ref(node)
+            del node
+            gc.collect(0)
+            assert gone() is None
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Select, select, text
+from sqlalchemy import Select, Table, bindparam, select, text
 from sqlalchemy import insert as sql_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from app.core import rawsql
 from app.models.audit import AuditLog
 
 
@@ -22,16 +23,30 @@ async def insert(
     changes: dict[str, Any],
     request_id: str | None,
 ) -> None:
-    # The insert trigger assigns the id; the sealer fills the chain fields after COMMIT.
-    await session.execute(
-        sql_insert(AuditLog).values(
-            actor=actor,
-            action=action,
-            entity_type=entity_type,
-            entity_id=entity_id,
-            changes=changes,
-            request_id=request_id,
-        )
+    # The insert trigger assigns the id; the sealer fills the chain fields after COMMIT. Every
+    # write request runs this: compiled once, run on the session's asyncpg connection.
+    await rawsql.raw_fetch(
+        session,
+        "audit.insert",
+        _insert_one,
+        {
+            "actor": actor,
+            "action": action,
+            "entity_type": entity_type,
+            "entity_id": entity_id,
+            "changes": changes,
+            "request_id": request_id,
+        },
+    )
+
+
+def _insert_one() -> Any:
+    table = cast(Table, AuditLog.__table__)
+    return sql_insert(table).values(
+        {
+            name: bindparam(name, type_=table.c[name].type)
+            for name in ("actor", "action", "entity_type", "entity_id", "changes", "request_id")
+        }
     )
 
 

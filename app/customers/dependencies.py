@@ -37,7 +37,7 @@ FILTER_SCALAR_KEYS = (
 )
 
 
-def parse_if_match(
+async def parse_if_match(
     if_match: Annotated[str | None, Header(description='The ETag you read, e.g. "3"')] = None,
 ) -> int | None:
     if if_match is None or if_match.strip() == "*":
@@ -48,7 +48,7 @@ def parse_if_match(
     return int(raw)
 
 
-def filter_from_query(request: Request) -> CustomerFilter:
+async def filter_from_query(request: Request) -> CustomerFilter:
     """Build the filter from the query string: repeated or comma-separated list values,
     custom.<key>[.gte|.lte] for custom fields."""
     params = request.query_params

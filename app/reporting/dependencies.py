@@ -28,7 +28,7 @@ def zone_of(name: str) -> ZoneInfo:
         raise _invalid("tz", "unknown time zone; use an IANA name such as Asia/Shanghai") from None
 
 
-def report_zone(
+async def report_zone(
     tz: Annotated[
         str | None,
         Query(

@@ -14,6 +14,7 @@ from sqlalchemy import ColumnElement, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.principal import Principal
+from app.core import rawsql
 from app.customers.enums import codes
 from app.customers.repository import readable
 from app.models.customer import Customer
@@ -344,12 +345,19 @@ SELECT k.tier, k.lifecycle, k.activity, k.last_touch, k.quiet_days, k.deals, k.k
 async def classify_customer(
     session: AsyncSession, customer_id: int, *, cause: str, tz: str
 ) -> dict[str, Any]:
-    row = (
-        await session.execute(
-            CLASSIFY_ONE_SQL, {"customer_id": customer_id, "cause": cause, "tz": tz}
-        )
-    ).one()
-    return {"customers_changed": int(row[0]), "tier_changes": int(row[1]), "rule_version": row[2]}
+    # On every interaction and classifying edit: compiled once, run on the asyncpg connection.
+    (row,) = await rawsql.raw_fetch(
+        session,
+        "segments.classify_one",
+        CLASSIFY_ONE_SQL,
+        {"customer_id": customer_id, "cause": cause, "tz": tz},
+    )
+    values = list(row.values())
+    return {
+        "customers_changed": int(values[0]),
+        "tier_changes": int(values[1]),
+        "rule_version": values[2],
+    }
 
 
 async def classify_customers(

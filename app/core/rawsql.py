@@ -1,0 +1,147 @@
+"""Hot statements compiled once and run on the session's asyncpg connection.
+
+The hot paths skip SQLAlchemy's per-execution work (cache key, execution context, result
+processing): the SQL is compiled once per shape and its rows decoded here. The statement is still
+reported to SQLAlchemy's `after_cursor_execute` listeners (the bench records them), and driver
+errors are raised as SQLAlchemy's (deadlocks retried, lost connections invalidated).
+
+This leans on SQLAlchemy internals (`_bind_processors`, `_generate_cache_key`,
+`_handle_dbapi_exception`, the asyncpg adapter's transaction start), pinned by uv.lock and
+exercised by the tests of every hot route.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any, NoReturn
+
+import orjson
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+_RAW: dict[Any, tuple[str, tuple[str, ...], dict[str, Any], dict[str, Any]]] = {}
+# List filters combine into many statement shapes: keep the cache bounded (cleared when full).
+_RAW_MAX = 2_000
+# JSONB columns decoded wherever a hot statement returns them (customers: contacts, custom, tags).
+JSON_COLUMNS = frozenset({"contacts", "custom", "tags"})
+
+
+def _compiled(
+    key: Any, build: Any, dialect: Any
+) -> tuple[str, tuple[str, ...], dict[str, Any], dict[str, Any]]:
+    hit = _RAW.get(key)
+    if hit is None:
+        stmt = build() if callable(build) else build
+        compiled = stmt.compile(dialect=dialect)
+        processors = dict(compiled._bind_processors)  # what SQLAlchemy applies to bound values
+        hit = (
+            compiled.string,
+            tuple(compiled.positiontup or ()),
+            compiled.construct_params(_check=False),
+            processors,
+        )
+        if len(_RAW) >= _RAW_MAX:
+            _RAW.clear()
+        _RAW[key] = hit
+    return hit
+
+
+async def raw_fetch(
+    session: AsyncSession,
+    key: Any,
+    build: Any,
+    values: dict[str, Any],
+    *,
+    transactional: bool = True,
+) -> list[dict[str, Any]]:
+    """Rows of the statement `build` (or `build()`), compiled once under `key`, with `values`
+    for its named bind parameters; JSON columns decoded.
+
+    `transactional`: the statement belongs to the session's transaction, which is begun first
+    when it has not been yet; otherwise, before that transaction begins, it runs on its own
+    (autocommit)."""
+    conn = await session.connection()
+    sql, names, consts, processors = _compiled(key, build, conn.dialect)
+    args = []
+    for n in names:
+        v = values[n] if n in values else consts[n]
+        proc = processors.get(n)
+        args.append(v if proc is None or v is None else proc(v))
+    return await _run_raw(conn, sql, args, transactional=transactional)
+
+
+async def _run_raw(
+    conn: AsyncConnection, sql: str, args: list[Any], *, transactional: bool
+) -> list[dict[str, Any]]:
+    raw = await conn.get_raw_connection()
+    driver: Any = raw.driver_connection
+    if transactional and not driver.is_in_transaction():
+        adapter: Any = raw.dbapi_connection
+        if not adapter.autocommit:
+            # The BEGIN SQLAlchemy's adapter would send before its next statement.
+            await adapter._start_transaction()
+    try:
+        rows = await driver.fetch(sql, *args)
+    except Exception as err:
+        _raise_as_sqlalchemy(conn, raw.dbapi_connection, err, sql, args)
+    sync = conn.sync_connection
+    if sync is not None and sync.dispatch.after_cursor_execute:
+        cursor = SimpleNamespace(
+            _rows=rows,
+            description=[(k,) for k in rows[0].keys()] if rows else None,  # noqa: SIM118 (a Record)
+        )
+        sync.dispatch.after_cursor_execute(sync, cursor, sql, args, None, False)
+    out = []
+    for r in rows:
+        row = dict(r)
+        for k in JSON_COLUMNS:
+            v = row.get(k)
+            if isinstance(v, str):
+                row[k] = orjson.loads(v)
+        out.append(row)
+    return out
+
+
+def _raise_as_sqlalchemy(
+    conn: AsyncConnection, adapter: Any, err: Exception, sql: str, args: list[Any]
+) -> NoReturn:
+    """Raise a driver error as SQLAlchemy would have: the adapter's DBAPI error wrapped in
+    `sqlalchemy.exc.DBAPIError` (so deadlocks are retried, a lost connection is invalidated
+    and answered 503, like every other statement's)."""
+    try:
+        adapter._handle_exception(err)  # raises the translated DBAPI error
+    except Exception as dbapi_error:
+        sync = conn.sync_connection
+        if sync is None:
+            raise
+        sync._handle_dbapi_exception(dbapi_error, sql, args, None, None)
+    raise err
+
+
+# Dynamic statements (the list's filters): compiled once per SQLAlchemy cache key.
+_BY_CACHE_KEY: dict[Any, Any] = {}
+_BY_CACHE_KEY_MAX = 2000
+
+
+async def fetch_statement(session: AsyncSession, stmt: Any) -> list[dict[str, Any]]:
+    """Rows of a Core statement built per request, run on the asyncpg connection; compiled once
+    per shape (SQLAlchemy's cache key), its values taken from this statement's parameters."""
+    conn = await session.connection()
+    cache_key = stmt._generate_cache_key()
+    compiled = None if cache_key is None else _BY_CACHE_KEY.get(cache_key.key)
+    if compiled is None:
+        dialect = conn.dialect
+        compiled = dialect.statement_compiler(dialect, stmt, cache_key=cache_key)
+        if "POSTCOMPILE" in compiled.string or cache_key is None:  # expanding IN: not here
+            result = await conn.execute(stmt)
+            return [dict(r) for r in result.mappings()]
+        if len(_BY_CACHE_KEY) >= _BY_CACHE_KEY_MAX:
+            _BY_CACHE_KEY.clear()
+        _BY_CACHE_KEY[cache_key.key] = compiled
+    params = compiled.construct_params(extracted_parameters=cache_key.bindparams)
+    processors: Any = compiled._bind_processors
+    args = []
+    for n in compiled.positiontup or ():
+        v = params[n]
+        proc = processors.get(n)
+        args.append(v if proc is None or v is None else proc(v))
+    return await _run_raw(conn, compiled.string, args, transactional=True)
