@@ -141,6 +141,23 @@ READ_COLUMNS = [
 ]
 
 
+def _columns_sql(columns: list[Any]) -> Any:
+    """`columns` as one literal SELECT-list element, rendered once: a list page's statement is
+    built per request, and 60 column objects made SQLAlchemy coerce and cache-key each of them
+    every time (a third of the list's CPU). The raw path reads rows by their SQL names."""
+    from sqlalchemy.dialects.postgresql.asyncpg import dialect
+
+    pg = dialect()  # type: ignore[no-untyped-call]
+    sql = select(*columns).compile(dialect=pg, compile_kwargs={"literal_binds": True}).string
+    head, tail = "SELECT ", "\nFROM customers"
+    if not (sql.startswith(head) and sql.endswith(tail)):
+        raise RuntimeError("unexpected rendering of the customer columns")
+    return literal_column(sql[len(head) : -len(tail)])
+
+
+READ_COLUMNS_SQL = _columns_sql(READ_COLUMNS)
+
+
 def readable_for(
     principal: Principal, t: Any, *, include_deleted: bool = False, user: Any = None
 ) -> ColumnElement[bool]:
@@ -699,7 +716,11 @@ def list_statement(
         if score is None:
             sort = "-created_at"
         else:
-            stmt = select(*READ_COLUMNS, score.label("_score")).where(*conds)
+            stmt = (
+                select(READ_COLUMNS_SQL, score.label("_score"))
+                .select_from(Customer.__table__)
+                .where(*conds)
+            )
             if after is not None:
                 s_val, s_id = after[0], after[1]
                 conds_after = or_(score < s_val, and_(score == s_val, C.id > s_id))
@@ -708,7 +729,9 @@ def list_statement(
     desc = sort.startswith("-")
     name = sort.lstrip("-")
     col = SORT_COLUMNS[name]
-    stmt = select(*READ_COLUMNS, col.label("_sort")).where(*conds)
+    stmt = (
+        select(READ_COLUMNS_SQL, col.label("_sort")).select_from(Customer.__table__).where(*conds)
+    )
     if name in NOT_NULL_SORTS:
         if after is not None:
             c_val, c_id = _coerce(col, after[1]), after[2]
