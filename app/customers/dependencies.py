@@ -74,7 +74,7 @@ def filter_query_docs(
         str | None,
         Query(
             description="Name, contact, phone, email or code; pinyin "
-            "initials (zjl → 张经理) and small typos are found"
+            "initials (zjl → 张经理); small typos are found when nothing matches exactly"
         ),
     ] = None,
     owner: Annotated[list[str] | None, Query(description="User id, `me` or `none`")] = None,

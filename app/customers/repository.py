@@ -512,7 +512,7 @@ def search_condition(
 
     A code finds its customer exactly; digits find phones by substring; text finds names,
     pinyin and emails by trigram-indexed substring, and with `fuzzy` also by word similarity
-    (typos) — a costlier search the list runs only when the substring finds too few. One or two
+    (typos) — a costlier search the list runs only when the substring finds nothing. One or two
     Chinese characters are too short for trigrams: they match names by prefix (btree)."""
     # float8 throughout, so a score survives the JSON round trip of a cursor exactly.
     if _CODE_SHAPE.match(text_q):

@@ -735,14 +735,16 @@ async def list_customers(
     extra = await custom_filter_conditions(session, filters.custom)
     fdict = filters.model_dump()
     now = datetime.now(UTC)
-    # Search is exact substring first; only when that finds less than a page does a first page
-    # widen to typo-tolerant matching, and its cursor carries the choice to later pages.
+    # Search is exact substring first; only when that finds nothing does a first page widen to
+    # typo-tolerant matching (a "did you mean"), and its cursor carries the choice to later pages.
+    # Widening whenever a page was not full ran the costly similarity scan on most searches
+    # (pinyin terms: ~130 ms of a 1M base's CPU each) only to append look-alikes to real hits.
     fuzzy = bool(after and sort == "relevance" and after[2])
     rows = await _page(session, principal, fdict, sort, after, limit, now, extra, fuzzy)
     if (
         sort == "relevance"
         and after is None
-        and len(rows) < limit
+        and not rows
         and filters.q
         and repo.can_be_fuzzy(filters.q)
     ):

@@ -57,6 +57,19 @@ async def test_search_tolerates_typos_and_ranks_best_first(
     assert (await _names(client, m, q="Huawei Technolgies"))[0] == "Huawei Technologies"
 
 
+async def test_typo_tolerance_only_when_nothing_matches_exactly(
+    client: httpx.AsyncClient, engine: AsyncEngine
+):
+    m = await make_user(engine, role=Role.manager)
+    await make_customer(client, m, name="Huawei Technologies")
+    await make_customer(client, m, name="Huawie Technologies")
+    # Exact hits are the answer: look-alikes are not mixed in.
+    assert await _names(client, m, q="huawei technologies") == ["Huawei Technologies"]
+    # Nothing matches exactly: the similar names are offered, the closest first.
+    found = await _names(client, m, q="huawai technologies")
+    assert sorted(found) == ["Huawei Technologies", "Huawie Technologies"]
+
+
 async def test_search_phone_in_any_format_email_and_code(
     client: httpx.AsyncClient, engine: AsyncEngine
 ):
