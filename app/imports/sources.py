@@ -163,6 +163,7 @@ class SlicedSource:
             return await work
         task = asyncio.ensure_future(work)
         try:
+            await asyncio.sleep(0)  # the task sends its statement before the first slice
             while not task.done() and self._busy():
                 self._slice()
                 await asyncio.sleep(0)
