@@ -30,7 +30,7 @@ from app.identity.names import name_key
 from app.imports import repository as repo
 from app.imports.parsing import ERROR, WARNING, ImportContext, Issue, Parsed, build_record
 from app.imports.reader import FileProblem, SheetInfo, sniff
-from app.imports.sources import Batch, open_source
+from app.imports.sources import Batch, Overlap, no_overlap, open_source
 from app.models.user import User
 
 log = logging.getLogger(__name__)
@@ -263,6 +263,8 @@ class Applier:
         self.tz = tz
         self.policy = job["duplicate_policy"]
         self.actor = job["created_by"]
+        # Awaits a statement; the job sets it to parse the next batch meanwhile.
+        self.overlap: Overlap = no_overlap
 
     def issue(self, i: Issue) -> None:
         if i.level == WARNING:
@@ -284,22 +286,23 @@ class Applier:
             (p.row_no, p.code, p.values.get("phone"), p.values.get("email"), p.values["name"])
             for p in good
         ]
-        matches = await repo.match(self.pg, keys)
+        wait = self.overlap
+        matches = await wait(repo.match(self.pg, keys))
         new, updates = self._plan(good, matches)
         changed: list[int] = []
         if updates:
-            existing = await repo.lock_customers(self.pg, list(updates))
+            existing = await wait(repo.lock_customers(self.pg, list(updates)))
             rows = await asyncio.to_thread(self._merge_existing, existing, updates)
-            await repo.apply_updates(self.pg, rows, self.actor)
+            await wait(repo.apply_updates(self.pg, rows, self.actor))
             changed = [row[0] for row in rows]
         if new:
             first = await self._codes(len(new))
             rows = self._new_rows(new, first)
-            changed += await repo.insert_customers(self.conn, self.pg, rows, tz=self.tz)
+            changed += await wait(repo.insert_customers(self.conn, self.pg, rows, tz=self.tz))
             self.tally.imported += len(new)
         # Imported needs, lifecycles and follow-up dates decide classes: set them now, in the
         # job's transaction, as a write through the API would (set-based, these customers only).
-        await repo.classify(self.conn, changed, tz=self.tz)
+        await wait(repo.classify(self.conn, changed, tz=self.tz))
 
     def _plan(
         self, good: list[Parsed], matches: dict[int, tuple[str, int | None, bool]]
@@ -393,8 +396,10 @@ class Applier:
         own, so a long import never holds today's counter row (a failed import leaves a gap)."""
         if self.job["dry_run"]:
             return 1
-        first = await customer_repo.reserve_codes(self.side, customer_service.local_today(), count)
-        await self.side.commit()
+        wait = self.overlap
+        today = customer_service.local_today()
+        first = await wait(customer_repo.reserve_codes(self.side, today, count))
+        await wait(self.side.commit())
         return first
 
     def _new_rows(self, new: list[Parsed], first: int) -> list[list[Any]]:
@@ -488,9 +493,10 @@ async def _stream(
     side: AsyncConnection,
     settings: Settings,
 ) -> int:
-    """Apply batches as the source parses them (one batch ahead, in a thread)."""
+    """Apply batches as the source parses them (one batch ahead, while statements run)."""
     tally = applier.tally
     source = await open_source(path, info, ctx, settings.import_batch_rows, prepare_new_row)
+    applier.overlap = wait = source.overlap
     try:
         for name in source.mapping.unknown:
             applier.issue(Issue(None, name, None, "unknown column; ignored"))
@@ -501,10 +507,11 @@ async def _stream(
             await applier.apply(batch)
             number += 1
             issues, tally.issues = tally.issues, []
-            await repo.copy_issues((await side.get_raw_connection()).driver_connection, issues)
+            side_pg = (await side.get_raw_connection()).driver_connection
+            await wait(repo.copy_issues(side_pg, issues))
             percent = min(int(batch.progress * 99), 99)
-            await repo.progress(side, job["id"], tally.counts(batch.read, percent))
-            await side.commit()
+            await wait(repo.progress(side, job["id"], tally.counts(batch.read, percent)))
+            await wait(side.commit())
             if after_batch is not None:
                 await after_batch(job["id"], number)
     finally:
