@@ -766,6 +766,9 @@ def markdown(report: dict[str, Any]) -> str:
             f"| bare aggregate over interactions, alone | {sweep['bare_aggregate_seconds']:.2f} "
             "| | | |",
             "",
+            f"All changed: timed {sweep['all'].get('when', 'after the sweeps above')}; its "
+            f"wrong classes: {sweep['all'].get('setup', 'one UPDATE of the indexed table')}.",
+            "",
             f"No-op / bare aggregate: **{_f(ratio, 2)}×** (target ≤ {SWEEP_NOOP_TARGET}×). The "
             "bare aggregate is the sweep's own `agg` CTE (`app.segments.repository`) run alone "
             "with the sweep's work_mem and jit settings, the better of two runs.",
@@ -883,8 +886,12 @@ def run(args: argparse.Namespace) -> Path:
     dsn = asyncpg_dsn(url)
 
     say(f"== base (scale {args.scale})")
-    info: BaseInfo = asyncio.run(generate(url, args.scale, reset=args.reset, progress=say))
+    info: BaseInfo = asyncio.run(
+        generate(url, args.scale, reset=args.reset, progress=say, all_changed=args.figures)
+    )
     generated_now = datetime.fromisoformat(info.generated_at) >= stamp.replace(microsecond=0)
+    # The all-changed sweep timed on the base generated now (not on a reused one).
+    all_changed = info.all_changed if generated_now and args.figures else None
 
     # Rows above these are the run's own (capture included): deleted at its end.
     max_ids = asyncio.run(_max_ids(dsn))
@@ -998,7 +1005,7 @@ def run(args: argparse.Namespace) -> Path:
     figures: dict[str, Any] = {}
     if args.figures:
         say("== whole-base figures (sweep, bulk tag)")
-        figures = asyncio.run(hooks.measure(url, dsn, info, progress=say))
+        figures = asyncio.run(hooks.measure(url, dsn, info, progress=say, all_changed=all_changed))
     tables = asyncio.run(_tables(dsn))
     rss = [
         {"server": s.name, "pid": pid, "role": _role(s, pid), "peak_mb": round(mb, 1)}
