@@ -594,7 +594,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"`{report['command']}` — commit `{env['commit']}`, scale {env['scale']} "
         f"({env['customers']:,} customers), {env['cores']} cores, {env['postgres']}, "
         f"{env['workers']} uvicorn worker(s), {env['connections']} connections, "
-        f"{env['seconds']} s per measurement after {env['warmup']} s warm-up, "
+        f"{env['seconds']} s per measurement after {env['warmup']} s warm-up "
+        f"({'pgbench: ' + env['pgbench_warmup'] if env.get('pgbench_warmup') else 'each'}), "
         f"driver {env['driver']}.",
         "",
         "| endpoint | API req/s | p50 ms | p99 ms | stack req/s | p50 | p99 "
@@ -973,7 +974,11 @@ def run(args: argparse.Namespace) -> Path:
             say(f"   api     {_summary(row['api'])}")
             row["stack"] = measure_http(wrk, scenario, stack, dsn=dsn, folder=folder, **common)
             say(f"   stack   {_summary(row['stack'])}")
-            row["pgbench"] = measure_pgbench(exe, dsn, plan[name], layout, folder=folder, **common)
+            # No warmup of its own: the stack app ran the same statements on the same base for
+            # warmup + duration seconds just before (pgbench's connections are new either way).
+            row["pgbench"] = measure_pgbench(
+                exe, dsn, plan[name], layout, folder=folder, **(common | {"warmup": 0})
+            )
             say(f"   pgbench {_summary(row['pgbench'])}")
             ratio = _ratio(row["api"]["rps"], row["stack"]["rps"])
             row["ratios"] = {
@@ -1026,6 +1031,7 @@ def run(args: argparse.Namespace) -> Path:
             "connections": args.connections,
             "seconds": args.duration,
             "warmup": args.warmup,
+            "pgbench_warmup": "none: each follows the stack app's run of the same statements",
             "driver": "wrk" if wrk else "python (asyncio)",
             "pool_size": pool_size,
         },
