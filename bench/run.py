@@ -173,6 +173,19 @@ def _vm_hwm_mb(pid: int) -> float | None:
     return None
 
 
+async def _connect(dsn: str) -> asyncpg.Connection:
+    """A connection of the bench's own; the server is shared, so when its connection slots are
+    all taken for a moment, wait and try again (up to ~30 s) rather than lose the run."""
+    for attempt in range(10):
+        try:
+            return await asyncpg.connect(dsn)
+        except asyncpg.TooManyConnectionsError:
+            if attempt == 9:
+                raise
+            await asyncio.sleep(1 + attempt * 0.5)
+    raise AssertionError("unreachable")
+
+
 # ---- capture -----------------------------------------------------------------------------------
 
 
@@ -248,7 +261,7 @@ SLOTTED = ["create", "interaction", "webhook"]
 
 
 async def _customer_id(dsn: str, code: str) -> int:
-    conn = await asyncpg.connect(dsn)
+    conn = await _connect(dsn)
     try:
         return int(await conn.fetchval("SELECT id FROM customers WHERE code = $1", code))
     finally:
@@ -260,7 +273,7 @@ async def explain(
 ) -> dict[str, Any]:
     """EXPLAIN ANALYZE of the main statement, the others run before it; all rolled back."""
     main = capture.main_step(steps)
-    conn = await asyncpg.connect(dsn)
+    conn = await _connect(dsn)
     try:
         tr = conn.transaction()
         await tr.start()
@@ -305,7 +318,7 @@ async def explain_steps(dsn: str, steps: list[Any], slots: dict[str, Any]) -> li
     slots = dict(slots)
     slots["wid"] = f"explain-{secrets.token_hex(6)}"  # a new delivery, not the captured one
     out = []
-    conn = await asyncpg.connect(dsn)
+    conn = await _connect(dsn)
     try:
         tr = conn.transaction()
         await tr.start()
@@ -391,7 +404,7 @@ class BackendCpu:
 
     def _pids(self) -> list[int]:
         async def pids() -> list[int]:
-            conn = await asyncpg.connect(self.dsn)
+            conn = await _connect(self.dsn)
             try:
                 rows = await conn.fetch(
                     "SELECT pid FROM pg_stat_activity "
@@ -450,7 +463,7 @@ class WaitSampler:
         self._thread = threading.Thread(target=lambda: asyncio.run(self._loop()), daemon=True)
 
     async def _loop(self) -> None:
-        conn = await asyncpg.connect(self.dsn)
+        conn = await _connect(self.dsn)
         try:
             while not self._stop.is_set():
                 rows = await conn.fetch(
@@ -1096,7 +1109,7 @@ RUN_TABLES = ["tasks", "tier_changes", "webhook_inbox", "interactions", "custome
 
 
 async def _max_ids(dsn: str) -> dict[str, int]:
-    conn = await asyncpg.connect(dsn)
+    conn = await _connect(dsn)
     try:
         return {
             t: int(await conn.fetchval(f"SELECT coalesce(max(id), 0) FROM {t}")) for t in RUN_TABLES
@@ -1111,7 +1124,7 @@ async def _delete_created(dsn: str, max_ids: dict[str, int]) -> None:
     effort: when that fails they stay, with a note. The audit log is append-only and keeps its
     rows; the customers that were written keep their recomputed classes until the next sweep.
     """
-    conn = await asyncpg.connect(dsn)
+    conn = await _connect(dsn)
     try:
         refs = await conn.fetch(
             """
@@ -1145,7 +1158,7 @@ async def _delete_created(dsn: str, max_ids: dict[str, int]) -> None:
 
 
 async def _tables(dsn: str) -> set[str]:
-    conn = await asyncpg.connect(dsn)
+    conn = await _connect(dsn)
     try:
         rows = await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
         return {r[0] for r in rows}
@@ -1154,7 +1167,7 @@ async def _tables(dsn: str) -> set[str]:
 
 
 async def _pg_version(dsn: str) -> str:
-    conn = await asyncpg.connect(dsn)
+    conn = await _connect(dsn)
     try:
         return "PostgreSQL " + str(await conn.fetchval("SHOW server_version"))
     finally:
