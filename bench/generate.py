@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import json
 import math
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
@@ -91,6 +92,10 @@ class BaseInfo:
     generation_seconds: float
     steps: dict[str, float]
     rows: dict[str, int] = field(default_factory=dict)  # rows per bulk-loaded table
+    # The all-changed sweep timed on the freshly generated base (`generate(all_changed=True)`):
+    # seconds, the sweep's result, how its wrong classes were stored. A figure of the run
+    # that generated the base only; None when not timed.
+    all_changed: dict[str, Any] | None = None
 
     @property
     def layout(self) -> Layout:
@@ -1031,6 +1036,109 @@ async def classify(url: str) -> dict[str, Any]:
     return result
 
 
+# Wrong classes for a share of the live customers: the next sweep puts them right (the
+# "changed" customers of the sweep figures, `bench.hooks`).
+SCRAMBLE = """
+UPDATE customers
+   SET activity = CASE activity WHEN 'active' THEN 'dormant' WHEN 'dormant' THEN 'lost'
+                                ELSE 'active' END,
+       value_tier = CASE value_tier WHEN 'normal' THEN 'potential' ELSE 'normal' END
+ WHERE deleted_at IS NULL {where}
+"""
+
+
+async def rewrite_with_wrong_classes(conn: asyncpg.Connection) -> int:
+    """Compact customers (one rewrite, as VACUUM FULL) storing SCRAMBLE's wrong classes on
+    every live customer; return how many. An UPDATE before VACUUM FULL would write every row
+    twice more (minutes at 1M); ALTER COLUMN … TYPE to the same type with USING rewrites the
+    table once and leaves its definition as it was."""
+    # ALTER COLUMN … TYPE re-adds the columns' check constraints from their deparsed text,
+    # which PostgreSQL stores in another (equivalent) form: they are re-added here from the
+    # `col IN (…)` form the migrations wrote, and checked to read back exactly as before.
+    constraints = "SELECT conname, pg_get_constraintdef(oid) AS def FROM pg_constraint "
+    constraints += "WHERE conrelid = 'customers'::regclass"
+    before = {r["conname"]: r["def"] for r in await conn.fetch(constraints)}
+    in_lists = {}
+    for name in ("ck_customers_activity", "ck_customers_value_tier"):
+        ddl = before[name]
+        m = re.fullmatch(
+            r"CHECK \(\(\((\w+)\)::text = ANY \(\(ARRAY\[(.*)\]\)::text\[\]\)\)\)", ddl
+        )
+        if m is None:
+            raise RuntimeError(f"unexpected form of {name}: {ddl}")
+        values = re.findall(r"'([^']*)'::character varying", m.group(2))
+        in_lists[name] = f"{m.group(1)} IN ({', '.join(repr(v) for v in values)})"
+    types = {
+        r["attname"]: r["type"]
+        for r in await conn.fetch(
+            "SELECT attname, format_type(atttypid, atttypmod) AS type FROM pg_attribute "
+            "WHERE attrelid = 'customers'::regclass AND attname IN ('activity', 'value_tier')"
+        )
+    }
+    await conn.execute(
+        f"""
+ALTER TABLE customers
+  ALTER COLUMN activity TYPE {types["activity"]} USING
+      CASE WHEN deleted_at IS NOT NULL THEN activity
+           WHEN activity = 'active' THEN 'dormant' WHEN activity = 'dormant' THEN 'lost'
+           ELSE 'active' END,
+  ALTER COLUMN value_tier TYPE {types["value_tier"]} USING
+      CASE WHEN deleted_at IS NOT NULL THEN value_tier
+           WHEN value_tier = 'normal' THEN 'potential' ELSE 'normal' END
+"""
+    )
+    for name, source in in_lists.items():
+        await conn.execute(
+            f'ALTER TABLE customers DROP CONSTRAINT "{name}", '
+            f'ADD CONSTRAINT "{name}" CHECK ({source})'
+        )
+    after = {r["conname"]: r["def"] for r in await conn.fetch(constraints)}
+    if after != before:
+        raise RuntimeError(f"constraints of customers changed: {before} -> {after}")
+    return int(await conn.fetchval("SELECT count(*) FROM customers WHERE deleted_at IS NULL"))
+
+
+async def timed_sweep(url: str) -> tuple[float, dict[str, Any]]:
+    """The app's `run_sweep` as the scheduler runs it, timed from a connected session."""
+    from app.core.db import build_engine, build_sessionmaker, to_async_url
+    from app.segments import service
+
+    engine = build_engine(to_async_url(url), get_settings())
+    try:
+        maker = build_sessionmaker(engine)
+        async with maker() as warm:  # connect first: the timing is the sweep's
+            await warm.connection()
+        started = time.perf_counter()
+        async with maker() as s, s.begin():
+            # As the scheduler runs it: a manual sweep always refits the churn model (seconds
+            # on a 1M base), which the scheduled one does at most every
+            # CRM_PREDICTION_REFIT_HOURS; a no-op sweep in steady state does not refit.
+            result = await service.run_sweep(s, cause="sweep", wait=True)
+        seconds = time.perf_counter() - started
+    finally:
+        await engine.dispose()
+    assert result is not None
+    keys = ("customers_changed", "tier_changes", "rfm_changed", "released", "duration_ms")
+    return seconds, {k: result[k] for k in keys}
+
+
+async def drop_indexes(conn: asyncpg.Connection, table: str) -> list[str]:
+    """Drop `table`'s non-unique indexes; return their definitions."""
+    rows = await conn.fetch(
+        "SELECT c.relname AS name, pg_get_indexdef(i.indexrelid) AS def "
+        "FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+        "WHERE i.indrelid = $1::regclass AND NOT i.indisunique",
+        table,
+    )
+    for row in rows:
+        await conn.execute(f'DROP INDEX "{row["name"]}"')
+    return [row["def"] for row in rows]
+
+
+def _biggest_first(ddl: str) -> bool:
+    return "gin" not in ddl
+
+
 async def verify_sample(conn: asyncpg.Connection, layout: Layout, size: int = 2000) -> int:
     """Compare stored search_text and phones with what the app computes; return mismatches."""
     from app.customers import service
@@ -1076,9 +1184,20 @@ async def verify_sample(conn: asyncpg.Connection, layout: Layout, size: int = 20
 
 
 async def generate(
-    url: str, scale: float, *, reset: bool = False, progress: Progress = say
+    url: str,
+    scale: float,
+    *,
+    reset: bool = False,
+    progress: Progress = say,
+    all_changed: bool = False,
 ) -> BaseInfo:
-    """Return the base at `url`, generating it when missing, stale or `reset`."""
+    """Return the base at `url`, generating it when missing, stale or `reset`.
+
+    With `all_changed`, a generated base first gets wrong classes on every live customer
+    (stored before the indexes are built, so they cost one cheap UPDATE instead of an UPDATE
+    maintaining every index), is indexed, vacuumed and analysed as usual, and the app's sweep
+    that puts every class right is timed (`BaseInfo.all_changed`); the base is then compacted
+    and reindexed again, so it ends as it would without the timing."""
     n_customers = max(1000, round(CUSTOMERS_AT_SCALE_1 * scale))
     dsn = asyncpg_dsn(url)
     if not reset:
@@ -1132,24 +1251,61 @@ async def generate(
             t = step(big.table, t)
         counts = await _counts(conn)
         progress("  " + ", ".join(f"{k} {v:,}" for k, v in counts.items() if k != "customers"))
-        swept = await classify(url)
+        # The sweep only reads interactions: their indexes are built meanwhile (one connection;
+        # the sweep's statements run on another).
+        early = dropped["interactions"][0]
+        building = asyncio.create_task(
+            in_parallel(dsn, sorted(early, key=_biggest_first), workers=1)
+        )
+        try:
+            swept = await classify(url)
+        finally:
+            await building
         progress(
             f"  sweep: {swept['customers_changed']:,} customers classified, "
             f"{swept['released']:,} released to the pool"
         )
         # The first classification of a generated base is not history: drop its change log.
         await conn.execute("TRUNCATE tier_changes")
-        t = step("classify (the app's sweep)", t)
+        t = step("classify (the app's sweep; interactions indexed meanwhile)", t)
+        scrambled = 0
         # The sweep rewrote most customer rows: compact the table before the indexes exist.
-        await conn.execute("VACUUM FULL customers")
-        t = step("customers: compact", t)
-        index_defs = [d for idx, _ in dropped.values() for d in idx]
+        if all_changed:
+            scrambled = await rewrite_with_wrong_classes(conn)
+            t = step("customers: compact, with wrong classes (for the all-changed sweep)", t)
+        else:
+            await conn.execute("VACUUM FULL customers")
+            t = step("customers: compact", t)
+        index_defs = [d for idx, _ in dropped.values() for d in idx if d not in early]
         fk_defs = [d for _, fks in dropped.values() for d in fks]
-        await in_parallel(dsn, sorted(index_defs, key=lambda d: "gin" not in d) + fk_defs)
+        await in_parallel(dsn, sorted(index_defs, key=_biggest_first) + fk_defs)
         t = step("indexes and foreign keys", t)
         for big in BIG_TABLES:
             await conn.execute(f"VACUUM (FREEZE, ANALYZE) {big.table}")
         t = step("vacuum and analyze", t)
+        timed: dict[str, Any] | None = None
+        if all_changed:
+            seconds, result = await timed_sweep(url)
+            progress(
+                f"  sweep, all changed: {seconds:.1f} s "
+                f"({result['customers_changed']:,} customers written)"
+            )
+            timed = {
+                "seconds": round(seconds, 2),
+                "result": result,
+                "scrambled": scrambled,
+                "setup": "stored by the generator as it compacted the table, before the "
+                "indexes were built; the base indexed, vacuumed and analysed when timed",
+            }
+            t = step("all-changed sweep (timed: a figure)", t)
+            # As without the timing: no class-change history, the customers compact.
+            await conn.execute("TRUNCATE tier_changes")
+            defs = await drop_indexes(conn, "customers")
+            await conn.execute("VACUUM FULL customers")
+            await in_parallel(dsn, sorted(defs, key=_biggest_first))
+            await conn.execute("VACUUM (FREEZE, ANALYZE) customers")
+            await conn.execute("VACUUM (FREEZE, ANALYZE) tier_changes")
+            t = step("customers: compact and reindex after it", t)
         await conn.execute("ANALYZE")
         bad = await verify_sample(conn, layout)
         if bad:
@@ -1165,6 +1321,7 @@ async def generate(
             generation_seconds=round(time.perf_counter() - started, 1),
             steps=steps,
             rows=await _counts(conn),
+            all_changed=timed,
             **ids,
         )
         await conn.execute(

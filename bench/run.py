@@ -173,6 +173,19 @@ def _vm_hwm_mb(pid: int) -> float | None:
     return None
 
 
+async def _connect(dsn: str) -> asyncpg.Connection:
+    """A connection of the bench's own; the server is shared, so when its connection slots are
+    all taken for a moment, wait and try again (up to ~30 s) rather than lose the run."""
+    for attempt in range(10):
+        try:
+            return await asyncpg.connect(dsn)
+        except asyncpg.TooManyConnectionsError:
+            if attempt == 9:
+                raise
+            await asyncio.sleep(1 + attempt * 0.5)
+    raise AssertionError("unreachable")
+
+
 # ---- capture -----------------------------------------------------------------------------------
 
 
@@ -248,7 +261,7 @@ SLOTTED = ["create", "interaction", "webhook"]
 
 
 async def _customer_id(dsn: str, code: str) -> int:
-    conn = await asyncpg.connect(dsn)
+    conn = await _connect(dsn)
     try:
         return int(await conn.fetchval("SELECT id FROM customers WHERE code = $1", code))
     finally:
@@ -260,7 +273,7 @@ async def explain(
 ) -> dict[str, Any]:
     """EXPLAIN ANALYZE of the main statement, the others run before it; all rolled back."""
     main = capture.main_step(steps)
-    conn = await asyncpg.connect(dsn)
+    conn = await _connect(dsn)
     try:
         tr = conn.transaction()
         await tr.start()
@@ -305,7 +318,7 @@ async def explain_steps(dsn: str, steps: list[Any], slots: dict[str, Any]) -> li
     slots = dict(slots)
     slots["wid"] = f"explain-{secrets.token_hex(6)}"  # a new delivery, not the captured one
     out = []
-    conn = await asyncpg.connect(dsn)
+    conn = await _connect(dsn)
     try:
         tr = conn.transaction()
         await tr.start()
@@ -391,7 +404,7 @@ class BackendCpu:
 
     def _pids(self) -> list[int]:
         async def pids() -> list[int]:
-            conn = await asyncpg.connect(self.dsn)
+            conn = await _connect(self.dsn)
             try:
                 rows = await conn.fetch(
                     "SELECT pid FROM pg_stat_activity "
@@ -450,7 +463,7 @@ class WaitSampler:
         self._thread = threading.Thread(target=lambda: asyncio.run(self._loop()), daemon=True)
 
     async def _loop(self) -> None:
-        conn = await asyncpg.connect(self.dsn)
+        conn = await _connect(self.dsn)
         try:
             while not self._stop.is_set():
                 rows = await conn.fetch(
@@ -594,7 +607,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"`{report['command']}` — commit `{env['commit']}`, scale {env['scale']} "
         f"({env['customers']:,} customers), {env['cores']} cores, {env['postgres']}, "
         f"{env['workers']} uvicorn worker(s), {env['connections']} connections, "
-        f"{env['seconds']} s per measurement after {env['warmup']} s warm-up, "
+        f"{env['seconds']} s per measurement after {env['warmup']} s warm-up "
+        f"({'pgbench: ' + env['pgbench_warmup'] if env.get('pgbench_warmup') else 'each'}), "
         f"driver {env['driver']}.",
         "",
         "| endpoint | API req/s | p50 ms | p99 ms | stack req/s | p50 | p99 "
@@ -766,6 +780,9 @@ def markdown(report: dict[str, Any]) -> str:
             f"| bare aggregate over interactions, alone | {sweep['bare_aggregate_seconds']:.2f} "
             "| | | |",
             "",
+            f"All changed: timed {sweep['all'].get('when', 'after the sweeps above')}; its "
+            f"wrong classes: {sweep['all'].get('setup', 'one UPDATE of the indexed table')}.",
+            "",
             f"No-op / bare aggregate: **{_f(ratio, 2)}×** (target ≤ {SWEEP_NOOP_TARGET}×). The "
             "bare aggregate is the sweep's own `agg` CTE (`app.segments.repository`) run alone "
             "with the sweep's work_mem and jit settings, the better of two runs.",
@@ -883,8 +900,12 @@ def run(args: argparse.Namespace) -> Path:
     dsn = asyncpg_dsn(url)
 
     say(f"== base (scale {args.scale})")
-    info: BaseInfo = asyncio.run(generate(url, args.scale, reset=args.reset, progress=say))
+    info: BaseInfo = asyncio.run(
+        generate(url, args.scale, reset=args.reset, progress=say, all_changed=args.figures)
+    )
     generated_now = datetime.fromisoformat(info.generated_at) >= stamp.replace(microsecond=0)
+    # The all-changed sweep timed on the base generated now (not on a reused one).
+    all_changed = info.all_changed if generated_now and args.figures else None
 
     # Rows above these are the run's own (capture included): deleted at its end.
     max_ids = asyncio.run(_max_ids(dsn))
@@ -966,7 +987,11 @@ def run(args: argparse.Namespace) -> Path:
             say(f"   api     {_summary(row['api'])}")
             row["stack"] = measure_http(wrk, scenario, stack, dsn=dsn, folder=folder, **common)
             say(f"   stack   {_summary(row['stack'])}")
-            row["pgbench"] = measure_pgbench(exe, dsn, plan[name], layout, folder=folder, **common)
+            # No warmup of its own: the stack app ran the same statements on the same base for
+            # warmup + duration seconds just before (pgbench's connections are new either way).
+            row["pgbench"] = measure_pgbench(
+                exe, dsn, plan[name], layout, folder=folder, **(common | {"warmup": 0})
+            )
             say(f"   pgbench {_summary(row['pgbench'])}")
             ratio = _ratio(row["api"]["rps"], row["stack"]["rps"])
             row["ratios"] = {
@@ -998,7 +1023,7 @@ def run(args: argparse.Namespace) -> Path:
     figures: dict[str, Any] = {}
     if args.figures:
         say("== whole-base figures (sweep, bulk tag)")
-        figures = asyncio.run(hooks.measure(url, dsn, info, progress=say))
+        figures = asyncio.run(hooks.measure(url, dsn, info, progress=say, all_changed=all_changed))
     tables = asyncio.run(_tables(dsn))
     rss = [
         {"server": s.name, "pid": pid, "role": _role(s, pid), "peak_mb": round(mb, 1)}
@@ -1019,6 +1044,7 @@ def run(args: argparse.Namespace) -> Path:
             "connections": args.connections,
             "seconds": args.duration,
             "warmup": args.warmup,
+            "pgbench_warmup": "none: each follows the stack app's run of the same statements",
             "driver": "wrk" if wrk else "python (asyncio)",
             "pool_size": pool_size,
         },
@@ -1083,7 +1109,7 @@ RUN_TABLES = ["tasks", "tier_changes", "webhook_inbox", "interactions", "custome
 
 
 async def _max_ids(dsn: str) -> dict[str, int]:
-    conn = await asyncpg.connect(dsn)
+    conn = await _connect(dsn)
     try:
         return {
             t: int(await conn.fetchval(f"SELECT coalesce(max(id), 0) FROM {t}")) for t in RUN_TABLES
@@ -1098,7 +1124,7 @@ async def _delete_created(dsn: str, max_ids: dict[str, int]) -> None:
     effort: when that fails they stay, with a note. The audit log is append-only and keeps its
     rows; the customers that were written keep their recomputed classes until the next sweep.
     """
-    conn = await asyncpg.connect(dsn)
+    conn = await _connect(dsn)
     try:
         refs = await conn.fetch(
             """
@@ -1132,7 +1158,7 @@ async def _delete_created(dsn: str, max_ids: dict[str, int]) -> None:
 
 
 async def _tables(dsn: str) -> set[str]:
-    conn = await asyncpg.connect(dsn)
+    conn = await _connect(dsn)
     try:
         rows = await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
         return {r[0] for r in rows}
@@ -1141,7 +1167,7 @@ async def _tables(dsn: str) -> set[str]:
 
 
 async def _pg_version(dsn: str) -> str:
-    conn = await asyncpg.connect(dsn)
+    conn = await _connect(dsn)
     try:
         return "PostgreSQL " + str(await conn.fetchval("SHOW server_version"))
     finally:
