@@ -385,7 +385,7 @@ upd AS (
         + """))
        AND c.ctid = ch.row_ctid
        AND c.id = ch.id
-       -- A row written since this statement's snapshot (an interaction recomputed it, with
+       -- A row written since the snapshot ch was computed in (an interaction recomputed it, with
        -- data this snapshot lacks) is fresher than ch: leave it; the next sweep revisits it.
        -- Unchanged since the snapshot, its old values are ch's.
        AND c.xmin = ch.row_version
@@ -553,10 +553,29 @@ RFM_SQL = text("WITH" + RFM_CTES + "\nSELECT customer_id, r, f, m, segment FROM 
 
 
 # The sweep's: classes, RFM and predictions in one pass over the customers, one UPDATE of the
-# rows that differ.
-SWEEP_SQL = text(
-    _scoped(SWEEP_CTES + "," + RFM_CTES + _apply(rfm=True, sweep=True), one_customer=False)
-)
+# rows that differ. In two statements: the pass (CREATE TABLE AS, which may use parallel
+# workers for the aggregate over interactions; a statement that writes through a CTE may not)
+# keeps the rows that differ or that a later step must look at in a temp table, with one
+# snapshot for every table it reads as before; the second writes and logs them. A row written
+# since the first statement's snapshot fails the UPDATE's xmin check and is left for the next
+# sweep, as a row written during the single statement was.
+def _sweep_statements() -> tuple[str, str]:
+    whole = _scoped(SWEEP_CTES + "," + RFM_CTES + _apply(rfm=True, sweep=True), one_customer=False)
+    cut = whole.index(",\nupd AS (")
+    read = (
+        "CREATE TEMP TABLE sweep_changes ON COMMIT DROP AS "
+        + whole[:cut].replace("ch AS MATERIALIZED (", "ch AS (")
+        + "\nSELECT * FROM ch"
+    )
+    write = whole[cut + 2 :]
+    for ref in ("FROM ch\n", "FROM ch WHERE", "FROM ch)"):
+        assert ref in write, ref
+        write = write.replace(ref, ref.replace("FROM ch", "FROM pg_temp.sweep_changes ch"))
+    assert "FROM ch" not in write.replace("FROM pg_temp.sweep_changes ch", "")
+    return read, "WITH" + RULES_CTE + ",\n" + write
+
+
+SWEEP_READ_SQL, SWEEP_WRITE_SQL = (text(sql) for sql in _sweep_statements())
 
 
 async def sweep_classes(
@@ -578,7 +597,9 @@ async def sweep_classes(
         "erasure_cutoff": erasure_cutoff,
         **{k: predictions[k] for k in ("x", "t_x", "t", "p_alive", "expected")},
     }
-    row = (await session.execute(SWEEP_SQL, params)).one()
+    await session.execute(text("DROP TABLE IF EXISTS pg_temp.sweep_changes"))
+    await session.execute(SWEEP_READ_SQL, params)
+    row = (await session.execute(SWEEP_WRITE_SQL, {"cause": cause})).one()
     return {
         "customers_changed": int(row[0]),
         "tier_changes": int(row[1]),
