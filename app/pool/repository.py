@@ -13,7 +13,7 @@ from app.segments.repository import RULES_CTE
 # counted from the last follow-up or from when the owner got them, whichever is later. FOR
 # UPDATE re-reads a row changed meanwhile (a claim, a new interaction) and re-checks it, so the
 # owner we clear and audit is the current one.
-RELEASE_SQL = text(
+_RELEASE = (
     "WITH"  # noqa: S608 (constant SQL fragments, no input)
     + RULES_CTE
     + """,
@@ -21,7 +21,7 @@ candidates AS (
     SELECT c.id, c.code, c.owner_id
       FROM customers c
      CROSS JOIN r
-     WHERE c.deleted_at IS NULL
+     WHERE c.deleted_at IS NULL /*among*/
        AND c.owner_id IS NOT NULL
        AND c.lifecycle = 'potential'
        AND coalesce(greatest(c.last_follow_up_at, c.owner_assigned_at), c.created_at)
@@ -50,12 +50,22 @@ logged AS (
 SELECT code, old_owner FROM released ORDER BY code
 """
 )
+RELEASE_SQL = text(_RELEASE)
+# The same among given customers (the sweep's candidates), straight by primary key.
+RELEASE_AMONG_SQL = text(_RELEASE.replace("/*among*/", "AND c.id = ANY(CAST(:among AS bigint[]))"))
 
 
 async def release_quiet_customers(
-    session: AsyncSession, *, actor: str, cause: str
+    session: AsyncSession, *, actor: str, cause: str, among: list[int] | None = None
 ) -> list[tuple[str, int]]:
-    rows = await session.execute(RELEASE_SQL, {"actor": actor, "cause": cause})
+    if among is not None and not among:
+        return []
+    if among is None:
+        rows = await session.execute(RELEASE_SQL, {"actor": actor, "cause": cause})
+    else:
+        rows = await session.execute(
+            RELEASE_AMONG_SQL, {"actor": actor, "cause": cause, "among": among}
+        )
     return [(str(code), int(owner)) for code, owner in rows.all()]
 
 

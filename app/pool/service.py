@@ -16,9 +16,14 @@ NOT_IN_POOL = ("No such customer in the shared pool.", "公海中没有该客户
 RELEASE_ACTOR = "system:sweep"
 
 
-async def release_quiet_customers(session: AsyncSession, *, cause: str) -> int:
-    """Clear the owner of every quiet potential customer; one audit row each, set-based."""
-    released = await repo.release_quiet_customers(session, actor=RELEASE_ACTOR, cause=cause)
+async def release_quiet_customers(
+    session: AsyncSession, *, cause: str, among: list[int] | None = None
+) -> int:
+    """Clear the owner of every quiet potential customer; one audit row each, set-based.
+    `among` (the sweep's candidates, by primary key) limits the look to those customers."""
+    released = await repo.release_quiet_customers(
+        session, actor=RELEASE_ACTOR, cause=cause, among=among
+    )
     await audit.record_many(
         session,
         actor=RELEASE_ACTOR,

@@ -92,9 +92,12 @@ def _enough(groups: dict[str, list[int]]) -> bool:
     return customers >= MIN_CUSTOMERS and repeaters >= MIN_REPEAT_CUSTOMERS
 
 
-async def refresh(session: AsyncSession, *, cause: str, tz: str) -> dict[str, Any]:
-    """Refit when due, then store every live customer's prediction (in the caller's
-    transaction; the sweep holds its lock)."""
+async def prepare(session: AsyncSession, *, cause: str, tz: str) -> dict[str, Any]:
+    """Summarise the purchase histories (and the sweep's purchase totals, in temp tables),
+    refit when due, and compute the prediction of every distinct history, without storing
+    them: the sweep stores them in its one UPDATE (app.segments.repository.SWEEP_SQL). Returns
+    the summary (`customers_changed` still to fill) and, under "predictions", the lists x,
+    t_x, t, p_alive and expected, one entry per distinct history."""
     started = time.perf_counter()
     today = await repo.local_today(session, tz)
     await repo.build_histories(session, through=today, tz=tz)
@@ -136,13 +139,24 @@ async def refresh(session: AsyncSession, *, cause: str, tz: str) -> dict[str, An
         alive, expected = await asyncio.to_thread(_predict, params_of(in_force), groups)
     else:
         alive = expected = [None] * len(groups["x"])
-    changed = await repo.apply_predictions(session, groups, alive, expected)
     return {
         "refitted": refitted,
         "model": fit_view(in_force),
-        "customers_changed": changed,
+        "customers_changed": 0,
         "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+        "predictions": {**groups, "p_alive": alive, "expected": expected},
     }
+
+
+async def refresh(session: AsyncSession, *, cause: str, tz: str) -> dict[str, Any]:
+    """Refit when due, then store every live customer's prediction (in the caller's
+    transaction) on its own; the sweep stores them with the classes instead."""
+    started = time.perf_counter()
+    out = await prepare(session, cause=cause, tz=tz)
+    p = out.pop("predictions")
+    out["customers_changed"] = await repo.apply_predictions(session, p, p["p_alive"], p["expected"])
+    out["duration_ms"] = round((time.perf_counter() - started) * 1000, 1)
+    return out
 
 
 async def model_in_force(session: AsyncSession) -> PredictionFit | None:

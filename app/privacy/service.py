@@ -341,24 +341,30 @@ def _identifiers(row: dict[str, Any]) -> list[str]:
     return sorted(values)
 
 
-async def flag_due_for_erasure(session: AsyncSession, retention_days: int) -> int:
+async def flag_due_for_erasure(
+    session: AsyncSession, retention_days: int, *, among: list[int] | None = None
+) -> int:
     """Set-based: churned customers quiet past the retention period and holding no active
-    consent are flagged `erasure_due` (an admin then erases them)."""
+    consent are flagged `erasure_due` (an admin then erases them). `among` (the sweep's
+    candidates, by primary key) limits the look to those customers instead of all."""
+    if among is not None and not among:
+        return 0
     cutoff = datetime.now(UTC) - timedelta(days=retention_days)
+    scope = "" if among is None else "AND c.id = ANY(CAST(:among AS bigint[]))"
     result = await session.execute(
         text(
-            """
+            f"""
             UPDATE customers c
                SET flags = array_append(c.flags, 'erasure_due'), erasure_due_at = now()
-             WHERE c.deleted_at IS NULL AND c.erased_at IS NULL
+             WHERE c.deleted_at IS NULL AND c.erased_at IS NULL {scope}
                AND NOT c.flags @> ARRAY['erasure_due']
                AND c.lifecycle = 'churned'
                AND coalesce(c.last_follow_up_at, c.updated_at) < :cutoff
                AND NOT EXISTS (SELECT 1 FROM consents k
                                 WHERE k.customer_id = c.id AND k.withdrawn_at IS NULL)
-            """
+            """  # noqa: S608 (a constant fragment, no input)
         ),
-        {"cutoff": cutoff},
+        {"cutoff": cutoff} if among is None else {"cutoff": cutoff, "among": among},
     )
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 

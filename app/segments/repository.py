@@ -205,7 +205,100 @@ DETAIL_COLUMNS = """
 """
 
 
-def _apply(*, rfm: bool) -> str:
+# ---- the sweep's variant of the classification --------------------------------------------
+# The sweep stores the churn model's predictions in the same pass as the classes: `pred` holds
+# the prediction of each distinct purchase history (x, t_x, T) the prediction step computed,
+# `pg_temp.purchase_histories` each live buyer's history (app.prediction.repository). A
+# prediction is rewritten when it differs, or when it does not yet account for a purchase
+# recorded after it (the value-tier rule trusts a prediction only when it is newer than every
+# purchase record); the classification reads the new value, as it read the stored one when the
+# prediction step wrote first.
+_STORED_PREDICTION = """
+           c.p_alive,
+           c.expected_purchases_90d,
+           c.prediction_at,"""
+_SWEEP_PREDICTION = """
+           pr.p_alive,
+           pr.expected_purchases_90d,
+           pr.prediction_at,
+           pr.prediction_changed,
+           c.flags,
+           c.erased_at,
+           c.updated_at AS row_updated_at,
+           c.owner_id,
+           c.owner_assigned_at,
+           c.created_at AS row_created_at,"""
+_STORED_CURRENT = "(c.prediction_at >= a.purchase_recorded_at) AS prediction_current"
+_SWEEP_CURRENT = "(pr.prediction_at >= a.purchase_recorded_at) AS prediction_current"
+_STORED_JOIN = """
+      LEFT JOIN agg a ON a.customer_id = c.id
+"""
+_SWEEP_JOIN = """
+      LEFT JOIN agg a ON a.customer_id = c.id
+      LEFT JOIN pg_temp.purchase_histories h ON h.customer_id = c.id
+      LEFT JOIN pred ON pred.x = h.x AND pred.t_x = h.t_x AND pred.t = h.t
+     CROSS JOIN LATERAL (
+        SELECT q.p_alive, q.expected_purchases_90d, q.prediction_changed,
+               CASE WHEN NOT q.prediction_changed THEN c.prediction_at
+                    WHEN q.p_alive IS NULL THEN NULL
+                    ELSE now() END AS prediction_at
+          FROM (SELECT pred.p_alive, pred.expected AS expected_purchases_90d,
+                       ((c.p_alive, c.expected_purchases_90d)
+                            IS DISTINCT FROM (pred.p_alive, pred.expected)
+                        OR coalesce(c.prediction_at < h.purchase_recorded_at, FALSE))
+                           AS prediction_changed) AS q
+     ) AS pr
+"""
+PRED_CTE = """
+pred AS (
+    SELECT *
+      FROM unnest(CAST(:x AS int[]), CAST(:t_x AS int[]), CAST(:t AS int[]),
+                  CAST(:p_alive AS float8[]), CAST(:expected AS float8[]))
+           AS u (x, t_x, t, p_alive, expected)
+)"""
+
+
+def _sweep_ctes() -> str:
+    out = CLASSIFY_CTES
+    for old, new in (
+        ("WITH" + RULES_CTE, "WITH" + PRED_CTE + "," + RULES_CTE),
+        (_STORED_PREDICTION, _SWEEP_PREDICTION),
+        (_STORED_CURRENT, _SWEEP_CURRENT),
+        (_STORED_JOIN, _SWEEP_JOIN),
+    ):
+        assert out.count(old) == 1, old
+        out = out.replace(old, new)
+    return out
+
+
+SWEEP_CTES = _sweep_ctes()
+
+# Who the retention flagging (app.privacy) and the pool release (app.pool) must look at, from
+# the classes this sweep stores: a superset (each step re-checks its whole condition on the
+# current row), so `:erasure_cutoff` may be a little later than the step's own cut-off.
+SWEEP_CANDIDATES = """,
+                   (k.lifecycle = 'churned' AND k.erased_at IS NULL
+                    AND NOT k.flags @> ARRAY['erasure_due']
+                    AND coalesce(k.follow_up, k.row_updated_at)
+                        < CAST(:erasure_cutoff AS timestamptz)) AS erasure_candidate,
+                   (k.lifecycle = 'potential' AND k.owner_id IS NOT NULL
+                    AND coalesce(greatest(k.follow_up, k.owner_assigned_at), k.row_created_at)
+                        < (SELECT pool_since FROM r)) AS release_candidate"""
+PREDICTION_SET = """,
+           p_alive = CASE WHEN ch.prediction_changed THEN ch.p_alive ELSE c.p_alive END,
+           expected_purchases_90d = CASE WHEN ch.prediction_changed
+                                         THEN ch.expected_purchases_90d
+                                         ELSE c.expected_purchases_90d END,
+           prediction_at = ch.prediction_at"""
+SWEEP_RESULTS = """,
+       (SELECT count(*) FILTER (WHERE prediction_changed) FROM upd) AS predictions_changed,
+       (SELECT coalesce(array_agg(id) FILTER (WHERE erasure_candidate), '{}') FROM ch)
+           AS erasure_candidates,
+       (SELECT coalesce(array_agg(id) FILTER (WHERE release_candidate), '{}') FROM ch)
+           AS release_candidates"""
+
+
+def _apply(*, rfm: bool, sweep: bool = False) -> str:
     """Store what differs and log every class change, from the UPDATE's own RETURNING.
 
     The rows that differ are picked out of `k` first (`ch`, materialised), so only they meet
@@ -214,7 +307,12 @@ def _apply(*, rfm: bool) -> str:
     whose classes moved but whose follow-up date did not gets a HOT update (no indexed value
     changes). With
     `rfm` (the sweep), the RFM scores (`RFM_CTES`) are stored by the same UPDATE: every live
-    customer without a score is `no_purchase`."""
+    customer without a score is `no_purchase`.
+
+    With `sweep` (which implies `rfm`), the base is `SWEEP_CTES`: the same UPDATE also stores
+    the churn model's predictions that differ, and `ch` also keeps (without writing them) the
+    customers the retention flagging and the pool release must look at, returned as two id
+    arrays so those steps go straight to them instead of scanning every customer."""
     rfm_select = (
         """,
                    s.r, s.f, s.m, coalesce(s.segment, 'no_purchase') AS segment,
@@ -258,10 +356,17 @@ ch AS MATERIALIZED (
                     k.old_coop_date)
                        IS DISTINCT FROM (k.tier, k.lifecycle, k.activity, k.follow_up,
                                          k.coop_date) AS classes_changed"""
+        + (SWEEP_CANDIDATES if sweep else "")
         + rfm_select
         + """
            ) AS k
-     WHERE k.classes_changed OR k.rfm_changed
+     WHERE k.classes_changed OR k.rfm_changed"""
+        + (
+            " OR k.prediction_changed OR k.erasure_candidate OR k.release_candidate"
+            if sweep
+            else ""
+        )
+        + """
 ),
 upd AS (
     UPDATE customers c
@@ -271,14 +376,17 @@ upd AS (
            last_follow_up_at = ch.follow_up,
            last_cooperation_date = ch.coop_date"""
         + rfm_set
+        + (PREDICTION_SET if sweep else "")
         + """
       FROM ch
        -- Straight to the rows that differ (a TID scan), rather than a join of all customers
        -- with ch, whose size the planner cannot estimate.
-     WHERE c.ctid = ANY (ARRAY(SELECT ch.row_ctid FROM ch))
+     WHERE c.ctid = ANY (ARRAY(SELECT ch.row_ctid FROM ch"""
+        + (" WHERE ch.classes_changed OR ch.rfm_changed OR ch.prediction_changed" if sweep else "")
+        + """))
        AND c.ctid = ch.row_ctid
        AND c.id = ch.id
-       -- A row written since this statement's snapshot (an interaction recomputed it, with
+       -- A row written since the snapshot ch was computed in (an interaction recomputed it, with
        -- data this snapshot lacks) is fresher than ch: leave it; the next sweep revisits it.
        -- Unchanged since the snapshot, its old values are ch's.
        AND c.xmin = ch.row_version
@@ -306,8 +414,9 @@ SELECT (SELECT count(*) FILTER (WHERE classes_changed) FROM upd) AS customers_ch
        (SELECT count(*) FILTER (WHERE dimension <> 'rfm_segment') FROM logged) AS tier_changes,
        (SELECT version FROM r) AS rule_version,
        (SELECT count(*) FILTER (WHERE rfm_changed) FROM upd) AS rfm_changed,
-       (SELECT count(*) FILTER (WHERE dimension = 'rfm_segment') FROM logged) AS rfm_logged
-"""
+       (SELECT count(*) FILTER (WHERE dimension = 'rfm_segment') FROM logged) AS rfm_logged"""
+        + (SWEEP_RESULTS if sweep else "")
+        + "\n"
     )
 
 
@@ -451,20 +560,63 @@ rfm AS (
 RFM_SQL = text("WITH" + RFM_CTES + "\nSELECT customer_id, r, f, m, segment FROM rfm")
 
 
-# The sweep's: classes and RFM in one pass over the customers, one UPDATE of the rows that differ.
-SWEEP_SQL = text(_scoped(CLASSIFY_CTES + "," + RFM_CTES + _apply(rfm=True), one_customer=False))
+# The sweep's: classes, RFM and predictions in one pass over the customers, one UPDATE of the
+# rows that differ. In two statements: the pass (CREATE TABLE AS, which may use parallel
+# workers for the aggregate over interactions; a statement that writes through a CTE may not)
+# keeps the rows that differ or that a later step must look at in a temp table, with one
+# snapshot for every table it reads as before; the second writes and logs them. A row written
+# since the first statement's snapshot fails the UPDATE's xmin check and is left for the next
+# sweep, as a row written during the single statement was.
+def _sweep_statements() -> tuple[str, str]:
+    whole = _scoped(SWEEP_CTES + "," + RFM_CTES + _apply(rfm=True, sweep=True), one_customer=False)
+    cut = whole.index(",\nupd AS (")
+    read = (
+        "CREATE TEMP TABLE sweep_changes ON COMMIT DROP AS "
+        + whole[:cut].replace("ch AS MATERIALIZED (", "ch AS (")
+        + "\nSELECT * FROM ch"
+    )
+    write = whole[cut + 2 :]
+    for ref in ("FROM ch\n", "FROM ch WHERE", "FROM ch)"):
+        assert ref in write, ref
+        write = write.replace(ref, ref.replace("FROM ch", "FROM pg_temp.sweep_changes ch"))
+    assert "FROM ch" not in write.replace("FROM pg_temp.sweep_changes ch", "")
+    return read, "WITH" + RULES_CTE + ",\n" + write
 
 
-async def sweep_classes(session: AsyncSession, *, cause: str, tz: str) -> dict[str, Any]:
-    """The whole base's classes and RFM (after the prediction step, whose purchase totals RFM
-    reads): one UPDATE of the rows that differ, every change logged."""
-    row = (await session.execute(SWEEP_SQL, {"cause": cause, "tz": tz})).one()
+SWEEP_READ_SQL, SWEEP_WRITE_SQL = (text(sql) for sql in _sweep_statements())
+
+
+async def sweep_classes(
+    session: AsyncSession,
+    *,
+    cause: str,
+    tz: str,
+    predictions: dict[str, list[Any]],
+    erasure_cutoff: datetime,
+) -> dict[str, Any]:
+    """The whole base's classes, RFM and churn predictions (after the prediction step, which
+    filled the purchase histories and totals this reads; `predictions` holds its x, t_x, t,
+    p_alive and expected lists, one entry per distinct history): one UPDATE of the rows that
+    differ, every class change logged. Also returns the ids the retention flagging and the
+    pool release must look at."""
+    params = {
+        "cause": cause,
+        "tz": tz,
+        "erasure_cutoff": erasure_cutoff,
+        **{k: predictions[k] for k in ("x", "t_x", "t", "p_alive", "expected")},
+    }
+    await session.execute(text("DROP TABLE IF EXISTS pg_temp.sweep_changes"))
+    await session.execute(SWEEP_READ_SQL, params)
+    row = (await session.execute(SWEEP_WRITE_SQL, {"cause": cause})).one()
     return {
         "customers_changed": int(row[0]),
         "tier_changes": int(row[1]),
         "rule_version": row[2],
         "rfm_changed": int(row[3]),
         "rfm_logged": int(row[4]),
+        "predictions_changed": int(row[5]),
+        "erasure_candidates": [int(i) for i in row[6]],
+        "release_candidates": [int(i) for i in row[7]],
     }
 
 

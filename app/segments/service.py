@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -57,14 +57,30 @@ async def run_sweep(
     await repo.sweep_settings(session)
     started = await repo.clock(session)
     tz = _tz()
-    # First: the value tier's churn-risk rule reads the probabilities it stores.
-    prediction = await prediction_service.refresh(session, cause=cause, tz=tz)
-    # Classes and RFM in one pass; the RFM scores come from the purchases the prediction read.
-    classes = await repo.sweep_classes(session, cause=cause, tz=tz)
+    retention_days = get_settings().retention_days
+    # First: the churn model's predictions (not stored yet) from the purchase histories; the
+    # value tier's churn-risk rule reads them.
+    prediction = await prediction_service.prepare(session, cause=cause, tz=tz)
+    # Classes, RFM and predictions in one pass and one UPDATE; the RFM scores come from the
+    # purchases the prediction step read. It also picks out who the two steps below must look
+    # at (each re-checks its condition): an hour's slack covers the time until the flagging
+    # takes its own cut-off.
+    classes = await repo.sweep_classes(
+        session,
+        cause=cause,
+        tz=tz,
+        predictions=prediction.pop("predictions"),
+        erasure_cutoff=datetime.now(UTC) - timedelta(days=retention_days, hours=-1),
+    )
+    prediction["customers_changed"] = classes["predictions_changed"]
     # PIPL retention: churned customers without consent past the period are flagged.
-    flagged = await privacy_service.flag_due_for_erasure(session, get_settings().retention_days)
+    flagged = await privacy_service.flag_due_for_erasure(
+        session, retention_days, among=classes["erasure_candidates"]
+    )
     # Last: it writes audit rows (one per released customer).
-    released = await pool_service.release_quiet_customers(session, cause=cause)
+    released = await pool_service.release_quiet_customers(
+        session, cause=cause, among=classes["release_candidates"]
+    )
     finished = await repo.clock(session)
     result = {
         "cause": cause,

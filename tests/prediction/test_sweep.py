@@ -311,3 +311,50 @@ def test_simulated_histories_are_plausible():
     assert all(min(h) >= 0 and len(h) >= 1 for h in histories)
     assert sum(len(h) > 1 for h in histories) >= 20
     assert timedelta(days=max(max(h) for h in histories)) <= timedelta(days=400)
+
+
+async def test_histories_count_purchase_days_in_the_service_time_zone(
+    engine: AsyncEngine, manager: TestUser
+):
+    """x counts days with a purchase (two on one local day are one occasion, even across UTC
+    midnight), t_x and T are whole local days; the RFM totals count every purchase."""
+    from app.core.config import get_settings
+    from app.core.db import build_sessionmaker
+    from app.prediction import repository as prediction_repo
+
+    tz = get_settings().timezone
+    buyer = await seed_customer(engine, owner_id=manager.id)
+    deleted = await seed_customer(engine, owner_id=manager.id)
+    # Local times (days ago, hour): day 10 twice (07:00 is 23:00 UTC the day before in
+    # Asia/Shanghai), day 4 once, day 1 twice.
+    times = [(10, 7), (10, 20), (4, 12), (1, 9), (1, 10)]
+    async with engine.begin() as conn:
+        for days, hour in times:
+            for customer in (buyer, deleted):
+                await conn.execute(
+                    text(
+                        "INSERT INTO interactions (customer_id, occurred_at, channel, kind, "
+                        "direction, amount) VALUES (:c, (date_trunc('day', now() AT TIME ZONE "
+                        "CAST(:tz AS text)) - make_interval(days => CAST(:d AS int)) "
+                        "+ make_interval(hours => CAST(:h AS int))) "
+                        "AT TIME ZONE CAST(:tz AS text), "
+                        "'store', 'purchase', 'inbound', 10.5)"
+                    ),
+                    {"c": customer.id, "tz": tz, "d": days, "h": hour},
+                )
+        await conn.execute(
+            text("UPDATE customers SET deleted_at = now() WHERE id = :id"), {"id": deleted.id}
+        )
+    async with build_sessionmaker(engine)() as session, session.begin():
+        today = await prediction_repo.local_today(session, tz)
+        await prediction_repo.build_histories(session, through=today, tz=tz)
+        histories = await prediction_repo.customer_histories(session)
+        totals = (
+            await session.execute(
+                text("SELECT customer_id, last_day, purchases, amount FROM purchase_totals")
+            )
+        ).all()
+    assert [(h["code"], h["x"], h["t_x"], h["t"]) for h in histories] == [(buyer.code, 2, 9, 10)]
+    assert [(t[0], (today - t[1]).days, t[2], float(t[3])) for t in totals] == [
+        (buyer.id, 1, 5, 52.5)
+    ]
