@@ -29,7 +29,10 @@ class PredictionSweep(BaseModel):
     refitted: bool = Field(description="Whether this sweep refitted the model")
     model: PredictionModel | None = Field(description="The model in force (null: none yet)")
     customers_changed: int
-    duration_ms: float = Field(description="Histories, fit and predictions, all told")
+    duration_ms: float = Field(
+        description="Purchase histories, fit and predicting, all told (the sweep's own update "
+        "stores the predictions)"
+    )
 
 
 class SweepResult(BaseModel):
