@@ -253,3 +253,34 @@ async def test_request_timeout(
         assert await _count(engine) == 0
     finally:
         await other.dispose()
+
+
+async def test_exhausted_pool_is_a_clean_503_and_then_serves(
+    engine: AsyncEngine, database_url: str
+):
+    """A fixed pool with every connection busy: the request waits, then gets a 503 with
+    Retry-After and writes nothing; once a connection is free, requests are served again."""
+    settings = Settings(db_pool_size=1, db_max_overflow=0, db_pool_timeout_seconds=0.3)
+    app = create_app(settings, database_url=database_url)
+    small = build_engine(database_url, settings)
+    app.state.engine = small
+    app.state.sessionmaker = build_sessionmaker(small)
+    m = await make_user(engine, role=Role.manager)
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://test"
+        ) as c:
+            held = await small.connect()
+            try:
+                r = await c.post("/api/v1/customers", json={"name": "池满"}, headers=m.headers)
+            finally:
+                await held.close()
+            assert r.status_code == 503
+            assert r.headers["content-type"] == "application/problem+json"
+            assert r.headers["retry-after"] == "2"
+            assert await _count(engine) == 0
+            ok = await c.post("/api/v1/customers", json={"name": "池满"}, headers=m.headers)
+            assert ok.status_code == 201
+            assert await _count(engine) == 1
+    finally:
+        await small.dispose()

@@ -16,8 +16,12 @@ class Settings(BaseSettings):
     # A real server skips the embedded one (SPEC §1). Read without the prefix, as is customary.
     database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
     embedded_pg_dir: Path = Path("var/pg")
-    db_pool_size: int = 10
-    db_max_overflow: int = 10
+    # A fixed pool: SQLAlchemy closes an overflow connection as soon as it is returned while
+    # the pool is full, so under steady load overflow means a connect (TLS attempt, startup,
+    # type introspection) and a close per burst. Requests beyond the pool wait for a connection.
+    db_pool_size: int = 20
+    db_max_overflow: int = 0
+    db_pool_timeout_seconds: float = 10.0
     db_statement_timeout_ms: int = 30_000
 
     # JWT: a random key per process is safe (tokens die with the process) but useless with

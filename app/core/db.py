@@ -140,6 +140,7 @@ def build_engine(url: str, settings: Settings) -> AsyncEngine:
         url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout_seconds,
         connect_args=connect_args,
         json_deserializer=read_json,
     )

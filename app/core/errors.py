@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -313,6 +314,12 @@ def install_error_handlers(app: FastAPI) -> None:
             title="Internal error",
             detail="An unexpected error occurred.",
         )
+
+    @app.exception_handler(PoolTimeout)
+    async def _pool_exhausted(request: Request, exc: PoolTimeout) -> Response:
+        # Every pooled connection stayed busy for CRM_DB_POOL_TIMEOUT_SECONDS: nothing ran.
+        log.warning("database pool exhausted", extra={"event": "pool_timeout"})
+        return render_app_error(request, ServiceUnavailable(headers={"Retry-After": "2"}))
 
     @app.exception_handler(OSError)
     async def _os_error(request: Request, exc: OSError) -> Response:
