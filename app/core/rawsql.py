@@ -46,7 +46,7 @@ def _compiled(
 
 
 async def raw_fetch(
-    session: AsyncSession,
+    session: AsyncSession | AsyncConnection,
     key: Any,
     build: Any,
     values: dict[str, Any],
@@ -59,7 +59,7 @@ async def raw_fetch(
     `transactional`: the statement belongs to the session's transaction, which is begun first
     when it has not been yet; otherwise, before that transaction begins, it runs on its own
     (autocommit)."""
-    conn = await session.connection()
+    conn = session if isinstance(session, AsyncConnection) else await session.connection()
     sql, names, consts, processors = _compiled(key, build, conn.dialect)
     args = []
     for n in names:

@@ -46,6 +46,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.auth.principal import Principal
 from app.core import rawsql
+from app.core.db import Reader
 from app.models.customer import Customer, CustomField, SourceChannel
 from app.models.tag import CustomerTag, Tag, TagCategory
 
@@ -204,7 +205,7 @@ def writable(principal: Principal, *, user: Any = None) -> ColumnElement[bool]:
 
 
 async def customer_id_for(
-    session: AsyncSession, principal: Principal, code: str, *, for_write: bool = False
+    session: Reader, principal: Principal, code: str, *, for_write: bool = False
 ) -> int | None:
     """The id behind a code the caller may see (or change); None means 404 for the caller."""
     cond = writable(principal) if for_write else readable(principal)
@@ -212,7 +213,7 @@ async def customer_id_for(
 
 
 async def get(
-    session: AsyncSession, principal: Principal, code: str, *, include_deleted: bool = False
+    session: Reader, principal: Principal, code: str, *, include_deleted: bool = False
 ) -> dict[str, Any] | None:
     # A hot path: compiled once per visibility shape, run on the asyncpg connection.
     shape = visibility_shape(principal)
@@ -378,7 +379,7 @@ async def cooperation_of(session: AsyncSession, customer_id: int) -> dict[str, A
     return dict(row) if row else None
 
 
-async def survivor_code(session: AsyncSession, code: str) -> str | None:
+async def survivor_code(session: Reader, code: str) -> str | None:
     """Follow merge links from a merged code to the live survivor's code."""
     found = await session.scalar(
         text(

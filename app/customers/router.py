@@ -9,7 +9,7 @@ from fastapi.responses import Response as RawResponse
 
 from app.auth.dependencies import require
 from app.auth.principal import Principal
-from app.core.db import ReadSessionDep, SessionDep
+from app.core.db import ReadConnectionDep, ReadSessionDep, SessionDep
 from app.core.responses import FastJSONResponse
 from app.customers import service
 from app.customers.dependencies import filter_from_query, filter_query_docs, parse_if_match
@@ -94,7 +94,9 @@ async def list_customers(
 
 @router.get("/{code}", response_model=CustomerRead, responses=ERRORS)
 async def get_customer(
-    code: str, session: ReadSessionDep, principal: Annotated[Principal, require("customers:read")]
+    code: str,
+    session: ReadConnectionDep,
+    principal: Annotated[Principal, require("customers:read")],
 ) -> Response:
     """One customer, with its version as ETag."""
     row = await service.get(session, principal, code)

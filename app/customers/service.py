@@ -15,6 +15,7 @@ from app.audit import service as audit
 from app.auth.principal import Principal
 from app.core import idempotency
 from app.core.config import get_settings
+from app.core.db import Reader
 from app.core.errors import (
     AppError,
     Forbidden,
@@ -173,7 +174,7 @@ def audit_view(row: dict[str, Any]) -> dict[str, Any]:
     return orjson.loads(orjson.dumps(view, default=str))  # type: ignore[no-any-return]
 
 
-async def not_found_or_moved(session: AsyncSession, principal: Principal, code: str) -> AppError:
+async def not_found_or_moved(session: Reader, principal: Principal, code: str) -> AppError:
     """A merged code answers with a redirect to its survivor, when the caller may see it."""
     survivor = await repo.survivor_code(session, code)
     if survivor is not None and await repo.customer_id_for(session, principal, survivor):
@@ -181,7 +182,7 @@ async def not_found_or_moved(session: AsyncSession, principal: Principal, code: 
     return NotFound(*NOT_FOUND)
 
 
-async def get(session: AsyncSession, principal: Principal, code: str) -> dict[str, Any]:
+async def get(session: Reader, principal: Principal, code: str) -> dict[str, Any]:
     row = await repo.get(session, principal, code)
     if row is None:
         raise await not_found_or_moved(session, principal, code)

@@ -9,6 +9,7 @@ from sqlalchemy import ColumnElement, Select, and_, bindparam, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.principal import Principal
+from app.core.db import Reader
 from app.customers.repository import raw_fetch, readable, writable
 from app.models.customer import Customer
 from app.models.interaction import Interaction, Task
@@ -121,9 +122,7 @@ def _visible(principal: Principal) -> Select[Any]:
     return select(*READ_COLUMNS).select_from(_FROM).where(readable(principal))
 
 
-async def get(
-    session: AsyncSession, principal: Principal, interaction_id: int
-) -> dict[str, Any] | None:
+async def get(session: Reader, principal: Principal, interaction_id: int) -> dict[str, Any] | None:
     row = (
         (await session.execute(_visible(principal).where(I.id == interaction_id)))
         .mappings()

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Header, Query, Response
 
 from app.auth.dependencies import require
 from app.auth.principal import Principal
-from app.core.db import ReadSessionDep, SessionDep
+from app.core.db import ReadConnectionDep, ReadSessionDep, SessionDep
 from app.core.responses import FastJSONResponse
 from app.customers.dependencies import parse_if_match
 from app.interactions import service
@@ -96,7 +96,7 @@ async def list_interactions(
 @router.get("/{interaction_id}", response_model=InteractionRead, responses=ERRORS)
 async def get_interaction(
     interaction_id: int,
-    session: ReadSessionDep,
+    session: ReadConnectionDep,
     principal: Annotated[Principal, require("interactions:read")],
 ) -> Response:
     """One interaction, with its version as ETag."""

@@ -14,6 +14,7 @@ from app.audit import service as audit
 from app.auth.principal import Principal
 from app.core import idempotency
 from app.core.config import get_settings
+from app.core.db import Reader
 from app.core.errors import NotFound, PreconditionFailed, ValidationFailed, field_error
 from app.core.pagination import decode_cursor, encode_cursor
 from app.customers import service as customer_service
@@ -190,7 +191,7 @@ async def _create(
     return to_public(row, principal, code)
 
 
-async def get(session: AsyncSession, principal: Principal, interaction_id: int) -> dict[str, Any]:
+async def get(session: Reader, principal: Principal, interaction_id: int) -> dict[str, Any]:
     row = await repo.get(session, principal, interaction_id)
     if row is None:
         raise NotFound(*NOT_FOUND)
