@@ -751,7 +751,7 @@ async def list_customers(
     ):
         fuzzy = True
         rows = await _page(session, principal, fdict, sort, after, limit, now, extra, fuzzy)
-    items = [to_public(dict(r), principal) for r in rows[:limit]]
+    items = [to_public(r, principal) for r in rows[:limit]]
     next_cursor = None
     if len(rows) > limit:
         last = rows[limit - 1]
