@@ -66,8 +66,8 @@ async def profile_once(url: str) -> tuple[float, dict[str, float], dict[str, Any
 
         return wrapper
 
-    prediction_service._fit_groups = timed("fit", fit)  # type: ignore[assignment]
-    prediction_service._predict = timed("predict", predict)  # type: ignore[assignment]
+    prediction_service._fit_groups = timed("fit", fit)
+    prediction_service._predict = timed("predict", predict)
     try:
         maker = build_sessionmaker(engine)
         async with maker() as warm:
@@ -77,8 +77,8 @@ async def profile_once(url: str) -> tuple[float, dict[str, float], dict[str, Any
             result = await service.run_sweep(s, cause="sweep", wait=True)
         total = time.perf_counter() - started
     finally:
-        prediction_service._fit_groups = fit  # type: ignore[assignment]
-        prediction_service._predict = predict  # type: ignore[assignment]
+        prediction_service._fit_groups = fit
+        prediction_service._predict = predict
         await engine.dispose()
     assert result is not None
     return total, dict(times), result
