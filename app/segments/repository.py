@@ -695,9 +695,10 @@ async def record_sweep(session: AsyncSession, values: dict[str, Any]) -> None:
     await session.execute(insert(SegmentSweep).values(**values))
 
 
-# The sweep's work_mem (also the bare aggregate's in bench.hooks, so both run alike): the
-# aggregate over interactions holds a group for every customer with one (~130 MB at 1M), which
-# spilled to disk in batches under 64MB (hash_mem_multiplier 2).
+# The sweep's work_mem, also the bare aggregate's in bench.hooks so both run alike. At 1M the
+# aggregate over interactions spills a little (5 batches, ~40 MB) at this size; at 256MB it
+# does not, but the planner then hashes the whole customers table (~220 MB) to meet the
+# buyers, which costs more than the spill saves.
 SWEEP_WORK_MEM = "64MB"
 
 
