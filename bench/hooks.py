@@ -124,11 +124,15 @@ async def sweep_figures(
         noop, noop_result = await _sweep(url)
         progress(f"   sweep, no-op: {noop:.2f} s ({noop_result['customers_changed']} changed)")
         sql = bare_aggregate_sql()
+        from app.segments import repository as repo
+
         bare_runs = []
         for _ in range(2):  # as warm as the sweep's own scan: the better of two
             async with conn.transaction():
                 # The same session settings as the sweep (app.segments.repository).
-                await conn.execute("SET LOCAL work_mem = '64MB'; SET LOCAL jit = off")
+                await conn.execute(
+                    f"SET LOCAL work_mem = '{repo.SWEEP_WORK_MEM}'; SET LOCAL jit = off"
+                )
                 t0 = time.perf_counter()
                 await conn.fetchrow(sql)
                 bare_runs.append(time.perf_counter() - t0)

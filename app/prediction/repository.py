@@ -122,20 +122,19 @@ async def build_histories(session: AsyncSession, *, through: date, tz: str) -> N
 
 async def history_groups(session: AsyncSession) -> dict[str, list[int]]:
     """The distinct (x, t_x, T) histories and how many customers share each."""
-    rows = (
+    # As four arrays in one row (aligned: one aggregation over the sorted groups): ~10^5
+    # groups at 1M customers, which as rows cost more to fetch and unpack than to group.
+    row = (
         await session.execute(
             text(
-                "SELECT x, t_x, t, count(*) AS n FROM purchase_histories "
-                "GROUP BY x, t_x, t ORDER BY x, t_x, t"
+                "SELECT coalesce(array_agg(x), '{}'), coalesce(array_agg(t_x), '{}'),"
+                " coalesce(array_agg(t), '{}'), coalesce(array_agg(n), '{}')"
+                " FROM (SELECT x, t_x, t, CAST(count(*) AS int) AS n FROM purchase_histories"
+                " GROUP BY x, t_x, t ORDER BY x, t_x, t) AS g"
             )
         )
-    ).all()
-    return {
-        "x": [r[0] for r in rows],
-        "t_x": [r[1] for r in rows],
-        "t": [r[2] for r in rows],
-        "n": [r[3] for r in rows],
-    }
+    ).one()
+    return {"x": list(row[0]), "t_x": list(row[1]), "t": list(row[2]), "n": list(row[3])}
 
 
 async def customer_histories(session: AsyncSession) -> list[dict[str, Any]]:

@@ -235,16 +235,23 @@ _STORED_JOIN = """
 """
 _SWEEP_JOIN = """
       LEFT JOIN agg a ON a.customer_id = c.id
-      LEFT JOIN pg_temp.purchase_histories h ON h.customer_id = c.id
-      LEFT JOIN pred ON pred.x = h.x AND pred.t_x = h.t_x AND pred.t = h.t
+      -- Each buyer's history with its prediction, joined first (a hash of the ~10^5
+      -- distinct histories) and kept apart (OFFSET 0), so that the buyers, not the
+      -- customers, are the side hashed to meet the customers.
+      LEFT JOIN (
+        SELECT h.customer_id, h.purchase_recorded_at, pred.p_alive, pred.expected
+          FROM pg_temp.purchase_histories h
+          LEFT JOIN pred ON pred.x = h.x AND pred.t_x = h.t_x AND pred.t = h.t
+        OFFSET 0
+      ) AS h ON h.customer_id = c.id
      CROSS JOIN LATERAL (
         SELECT q.p_alive, q.expected_purchases_90d, q.prediction_changed,
                CASE WHEN NOT q.prediction_changed THEN c.prediction_at
                     WHEN q.p_alive IS NULL THEN NULL
                     ELSE now() END AS prediction_at
-          FROM (SELECT pred.p_alive, pred.expected AS expected_purchases_90d,
+          FROM (SELECT h.p_alive, h.expected AS expected_purchases_90d,
                        ((c.p_alive, c.expected_purchases_90d)
-                            IS DISTINCT FROM (pred.p_alive, pred.expected)
+                            IS DISTINCT FROM (h.p_alive, h.expected)
                         OR coalesce(c.prediction_at < h.purchase_recorded_at, FALSE))
                            AS prediction_changed) AS q
      ) AS pr
@@ -258,6 +265,15 @@ pred AS (
 )"""
 
 
+# Over the whole base, the facts of `base` are computed once a row: PostgreSQL inlines a CTE
+# referenced once into the next, so without a fence every use of a derived fact (known_deals,
+# last_touch, follow_up, the prediction) repeats its whole expression, dozens of times in the
+# final filter. OFFSET 0 keeps `base` a subquery of its own (no materialisation). The later
+# steps stay inlined: fenced, they would compute every column for every customer, including
+# the ones only the changed rows need (quiet_days, for the reason texts).
+_FENCE = "\n    OFFSET 0 -- computed once a row (see _FENCE)\n)"
+
+
 def _sweep_ctes() -> str:
     out = CLASSIFY_CTES
     for old, new in (
@@ -265,6 +281,7 @@ def _sweep_ctes() -> str:
         (_STORED_PREDICTION, _SWEEP_PREDICTION),
         (_STORED_CURRENT, _SWEEP_CURRENT),
         (_STORED_JOIN, _SWEEP_JOIN),
+        ("/*customer_scope*/\n)", "/*customer_scope*/" + _FENCE),
     ):
         assert out.count(old) == 1, old
         out = out.replace(old, new)
@@ -540,6 +557,7 @@ rfm_tiles AS (
     + _NTILE.format(rank="m_rank")
     + """ AS m
       FROM rfm_ranks
+    OFFSET 0 -- r, f and m computed once a row: the segment and the comparisons reuse them
 ),
 rfm AS (
     SELECT customer_id, r, f, m,
@@ -606,7 +624,11 @@ async def sweep_classes(
         **{k: predictions[k] for k in ("x", "t_x", "t", "p_alive", "expected")},
     }
     await session.execute(text("DROP TABLE IF EXISTS pg_temp.sweep_changes"))
+    # The histories meet their predictions by (x, t_x, T): hashing the ~10^5 distinct ones
+    # beats the merge join the planner prefers, which sorts every buyer's history.
+    await session.execute(text("SET LOCAL enable_mergejoin = off"))
     await session.execute(SWEEP_READ_SQL, params)
+    await session.execute(text("RESET enable_mergejoin"))
     row = (await session.execute(SWEEP_WRITE_SQL, {"cause": cause})).one()
     return {
         "customers_changed": int(row[0]),
@@ -673,12 +695,19 @@ async def record_sweep(session: AsyncSession, values: dict[str, Any]) -> None:
     await session.execute(insert(SegmentSweep).values(**values))
 
 
+# The sweep's work_mem, also the bare aggregate's in bench.hooks so both run alike. At 1M the
+# aggregate over interactions spills a little (5 batches, ~40 MB) at this size; at 256MB it
+# does not, but the planner then hashes the whole customers table (~220 MB) to meet the
+# buyers, which costs more than the spill saves.
+SWEEP_WORK_MEM = "64MB"
+
+
 async def sweep_settings(session: AsyncSession) -> None:
     # The request-sized timeout would cut a whole-base sweep short on a large base; the RFM
     # window sorts spill to disk under the default work_mem; and the CTE row estimates make
     # PostgreSQL JIT-compile these statements, which costs more (~1 s) than it saves.
     await session.execute(text("SET LOCAL statement_timeout = '30min'"))
-    await session.execute(text("SET LOCAL work_mem = '64MB'"))
+    await session.execute(text(f"SET LOCAL work_mem = '{SWEEP_WORK_MEM}'"))
     await session.execute(text("SET LOCAL jit = off"))
 
 
