@@ -456,7 +456,9 @@ async def webhook_scenario(conn: asyncpg.Connection, info: BaseInfo, url: str) -
     keys = await register_sources(url, manager_admin)
     rng = random.Random(23)
     variants: list[tuple[str, list[str]]] = []  # (slug, caller digits; [] = new visitor)
-    inputs, results, choices = [], [], []
+    inputs: list[dict[str, Any]] = []
+    results: list[dict[str, Any]] = []
+    choices: list[list[dict[str, int]]] = []
     salt = 0
     while len(variants) < VARIANTS:
         i = len(variants)
