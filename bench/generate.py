@@ -1100,26 +1100,34 @@ ALTER TABLE customers
 
 async def timed_sweep(url: str) -> tuple[float, dict[str, Any]]:
     """The app's `run_sweep` as the scheduler runs it, timed from a connected session."""
-    from app.core.db import build_engine, build_sessionmaker, to_async_url
-    from app.segments import service
+    from app.core.db import build_engine, to_async_url
 
     engine = build_engine(to_async_url(url), get_settings())
     try:
-        maker = build_sessionmaker(engine)
-        async with maker() as warm:  # connect first: the timing is the sweep's
-            await warm.connection()
-        started = time.perf_counter()
-        async with maker() as s, s.begin():
-            # As the scheduler runs it: a manual sweep always refits the churn model (seconds
-            # on a 1M base), which the scheduled one does at most every
-            # CRM_PREDICTION_REFIT_HOURS; a no-op sweep in steady state does not refit.
-            result = await service.run_sweep(s, cause="sweep", wait=True)
-        seconds = time.perf_counter() - started
+        seconds, result = await sweep_on(engine)
     finally:
         await engine.dispose()
-    assert result is not None
     keys = ("customers_changed", "tier_changes", "rfm_changed", "released", "duration_ms")
     return seconds, {k: result[k] for k in keys}
+
+
+async def sweep_on(engine: Any) -> tuple[float, dict[str, Any]]:
+    """One scheduled sweep on `engine`, timed once a connection is open; its full result."""
+    from app.core.db import build_sessionmaker
+    from app.segments import service
+
+    maker = build_sessionmaker(engine)
+    async with maker() as warm:  # connect first: the timing is the sweep's
+        await warm.connection()
+    started = time.perf_counter()
+    async with maker() as s, s.begin():
+        # As the scheduler runs it: a manual sweep always refits the churn model (seconds
+        # on a 1M base), which the scheduled one does at most every
+        # CRM_PREDICTION_REFIT_HOURS; a no-op sweep in steady state does not refit.
+        result = await service.run_sweep(s, cause="sweep", wait=True)
+    seconds = time.perf_counter() - started
+    assert result is not None
+    return seconds, result
 
 
 async def drop_indexes(conn: asyncpg.Connection, table: str) -> list[str]:

@@ -19,7 +19,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy import event
 
-from bench.generate import SCRAMBLE
+from bench.generate import SCRAMBLE, sweep_on
 
 
 def _label(sql: str) -> str:
@@ -39,9 +39,8 @@ def _label(sql: str) -> str:
 
 async def profile_once(url: str) -> tuple[float, dict[str, float], dict[str, Any]]:
     from app.core.config import get_settings
-    from app.core.db import build_engine, build_sessionmaker, to_async_url
+    from app.core.db import build_engine, to_async_url
     from app.prediction import service as prediction_service
-    from app.segments import service
 
     times: dict[str, float] = defaultdict(float)
     engine = build_engine(to_async_url(url), get_settings())
@@ -69,18 +68,11 @@ async def profile_once(url: str) -> tuple[float, dict[str, float], dict[str, Any
     prediction_service._fit_groups = timed("fit", fit)
     prediction_service._predict = timed("predict", predict)
     try:
-        maker = build_sessionmaker(engine)
-        async with maker() as warm:
-            await warm.connection()
-        started = time.perf_counter()
-        async with maker() as s, s.begin():
-            result = await service.run_sweep(s, cause="sweep", wait=True)
-        total = time.perf_counter() - started
+        total, result = await sweep_on(engine)
     finally:
         prediction_service._fit_groups = fit
         prediction_service._predict = predict
         await engine.dispose()
-    assert result is not None
     return total, dict(times), result
 
 
