@@ -200,20 +200,24 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
             await session.commit()
 
 
-_READ_MAKERS: dict[int, async_sessionmaker[AsyncSession]] = {}
+# Per engine: the same pool in autocommit, and a sessionmaker on it (built once, on first use).
+_READERS: dict[int, tuple[AsyncEngine, async_sessionmaker[AsyncSession]]] = {}
+
+
+def _readers(engine: AsyncEngine) -> tuple[AsyncEngine, async_sessionmaker[AsyncSession]]:
+    hit = _READERS.get(id(engine))
+    if hit is None or hit[0].sync_engine.pool is not engine.sync_engine.pool:
+        reader = engine.execution_options(isolation_level="AUTOCOMMIT")
+        hit = _READERS[id(engine)] = (
+            reader,
+            async_sessionmaker(reader, expire_on_commit=False, autoflush=False),
+        )
+    return hit
 
 
 async def get_read_session(request: Request) -> AsyncIterator[AsyncSession]:
     """For read-only hot paths: autocommit, so no BEGIN/COMMIT round trips around a SELECT."""
-    engine: AsyncEngine = request.app.state.engine
-    maker = _READ_MAKERS.get(id(engine))
-    if maker is None:
-        maker = _READ_MAKERS[id(engine)] = async_sessionmaker(
-            engine.execution_options(isolation_level="AUTOCOMMIT"),
-            expire_on_commit=False,
-            autoflush=False,
-        )
-    async with maker() as session:
+    async with _readers(request.app.state.engine)[1]() as session:
         yield session
 
 
@@ -222,18 +226,12 @@ ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session, scope="functi
 # What a read-only repository function runs on: a session, or a bare connection.
 Reader = AsyncSession | AsyncConnection
 
-_READ_ENGINES: dict[int, AsyncEngine] = {}
-
 
 async def get_read_connection(request: Request) -> AsyncIterator[AsyncConnection]:
     """For single-row reads that need no ORM: a pooled connection in autocommit, without
     the Session around it (its creation, greenlet hops and close cost about a tenth of a
     get-one request). Core statements (`execute`, `scalar`) and `rawsql.raw_fetch` run on it."""
-    engine: AsyncEngine = request.app.state.engine
-    reader = _READ_ENGINES.get(id(engine))
-    if reader is None:
-        reader = _READ_ENGINES[id(engine)] = engine.execution_options(isolation_level="AUTOCOMMIT")
-    async with reader.connect() as conn:
+    async with _readers(request.app.state.engine)[0].connect() as conn:
         yield conn
 
 
