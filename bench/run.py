@@ -5,10 +5,11 @@
 1. generate (or reuse) the base (`bench.generate`);
 2. draw the requests from it (`bench.workload`) and record, through the real app in-process,
    exactly what each endpoint sends to PostgreSQL (`bench.capture`);
-3. start the API (`crm serve`, same uvicorn settings) and the stack app (`bench.stack_app`)
-   with the same worker count;
-4. per endpoint, in turn: the API under wrk, the stack app under wrk, pgbench replaying the same
-   round trips — same connections, same duration;
+3. start the API (`crm serve`, same uvicorn settings), the stack app (`bench.stack_app`) and
+   the framework floor (the stack app's work behind a bare FastAPI app) with the same worker
+   count;
+4. per endpoint, in turn: the API under wrk, the stack app under wrk, the framework floor under
+   wrk, pgbench replaying the same round trips — same connections, same duration;
 5. write bench/results/<timestamp>.md and .json.
 """
 
@@ -630,8 +631,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"{name}/{target}: {row[target]['errors']} errors"
         + (f" ({row[target].get('error')})" if row[target].get("error") else "")
         for name, row in rows.items()
-        for target in ("api", "stack", "pgbench")
-        if row[target]["errors"]
+        for target in ("api", "stack", "framework", "pgbench")
+        if target in row and row[target]["errors"]
     ]
     out.append("Errors (non-2xx, timeouts, failed transactions): " + ("; ".join(errors) or "none"))
     out += [
@@ -681,6 +682,7 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {_f(stack.get('db_cpu_ms_per_request'), 2)} "
             f"| {_f(pg.get('db_cpu_ms_per_request'), 2)} |"
         )
+    out += framework_floor(rows)
     out += [
         "",
         "## What the database backends wait on (pg_stat_activity, sampled every 50 ms)",
@@ -951,17 +953,24 @@ def run(args: argparse.Namespace) -> Path:
         "crm-service",
     )
     pool_size = settings.db_pool_size + settings.db_max_overflow
+    stack_env = env | {
+        "BENCH_PLAN": str(plan_path),
+        "BENCH_DATABASE_URL": dsn,
+        "BENCH_POOL_SIZE": str(pool_size),
+    }
     stack = Server(
         "stack",
         [sys.executable, "-m", "bench.stack_app", "--workers", str(args.workers)],
-        env
-        | {
-            "BENCH_PLAN": str(plan_path),
-            "BENCH_DATABASE_URL": dsn,
-            "BENCH_POOL_SIZE": str(pool_size),
-        },
+        stack_env,
         folder / "stack.log",
         "crm-bench-stack",
+    )
+    floor = Server(
+        "framework",
+        [sys.executable, "-m", "bench.stack_app", "--framework", "--workers", str(args.workers)],
+        stack_env,
+        folder / "framework.log",
+        "crm-bench-framework",
     )
     layout = pgbench.Layout(
         customers=info.customers,
@@ -976,6 +985,7 @@ def run(args: argparse.Namespace) -> Path:
     try:
         api.wait_ready()
         stack.wait_ready()
+        floor.wait_ready()
         common = {"connections": args.connections, "seconds": args.duration, "warmup": args.warmup}
         for name in args.endpoints:
             scenario = scenarios[name]
@@ -987,6 +997,8 @@ def run(args: argparse.Namespace) -> Path:
             say(f"   api     {_summary(row['api'])}")
             row["stack"] = measure_http(wrk, scenario, stack, dsn=dsn, folder=folder, **common)
             say(f"   stack   {_summary(row['stack'])}")
+            row["framework"] = measure_http(wrk, scenario, floor, dsn=dsn, folder=folder, **common)
+            say(f"   floor   {_summary(row['framework'])}")
             # No warmup of its own: the stack app ran the same statements on the same base for
             # warmup + duration seconds just before (pgbench's connections are new either way).
             row["pgbench"] = measure_pgbench(
@@ -998,6 +1010,8 @@ def run(args: argparse.Namespace) -> Path:
                 "api_stack": ratio,
                 "api_pgbench": _ratio(row["api"]["rps"], row["pgbench"]["rps"]),
                 "stack_pgbench": _ratio(row["stack"]["rps"], row["pgbench"]["rps"]),
+                "framework_stack": _ratio(row["framework"]["rps"], row["stack"]["rps"]),
+                "api_framework": _ratio(row["api"]["rps"], row["framework"]["rps"]),
             }
             row["verdict"] = verdict(name, scenario.write, row["api"], ratio)
             if "profile" in row["api"]:
@@ -1018,6 +1032,7 @@ def run(args: argparse.Namespace) -> Path:
     finally:
         api.stop()
         stack.stop()
+        floor.stop()
         asyncio.run(_delete_created(dsn, max_ids))
 
     figures: dict[str, Any] = {}
@@ -1027,7 +1042,7 @@ def run(args: argparse.Namespace) -> Path:
     tables = asyncio.run(_tables(dsn))
     rss = [
         {"server": s.name, "pid": pid, "role": _role(s, pid), "peak_mb": round(mb, 1)}
-        for s in (api, stack)
+        for s in (api, stack, floor)
         for pid, mb in s.peak.items()
     ]
     report = {
@@ -1074,8 +1089,8 @@ def run(args: argparse.Namespace) -> Path:
     idle = [
         f"{name}/{target}"
         for name, row in endpoints.items()
-        for target in ("api", "stack", "pgbench")
-        if not row[target]["requests"]
+        for target in ("api", "stack", "framework", "pgbench")
+        if target in row and not row[target]["requests"]
     ]
     if idle:
         say(f"note: no request completed within the measurement in {', '.join(idle)}")
@@ -1083,12 +1098,45 @@ def run(args: argparse.Namespace) -> Path:
         broken = [
             f"{name}/{target}"
             for name, row in endpoints.items()
-            for target in ("api", "stack", "pgbench")
-            if row[target]["errors"] or row[target].get("error")
+            for target in ("api", "stack", "framework", "pgbench")
+            if target in row and (row[target]["errors"] or row[target].get("error"))
         ]
         if broken:
             raise SystemExit(f"requests failed in: {', '.join(broken)} (see {md})")
     return md
+
+
+def framework_floor(rows: dict[str, Any]) -> list[str]:
+    """The table comparing the API with the stack app's work behind a bare FastAPI app."""
+    measured = {name: row for name, row in rows.items() if "framework" in row}
+    if not measured:
+        return []
+    out = [
+        "",
+        "## The framework's floor",
+        "",
+        "The stack app's work (same SQL on the same raw asyncpg pool, same JSON) behind a bare "
+        "FastAPI app on the same uvicorn: routing, request and response objects, Starlette's "
+        "exception and FastAPI's exit-stack middleware, nothing of ours. floor/stack is what "
+        "FastAPI itself leaves of the stack ceiling, so the most any endpoint written with it "
+        "can reach; API/floor is what our own code (auth, visibility, validation, SQLAlchemy, "
+        "audit, middleware) leaves of that.",
+        "",
+        "| endpoint | floor req/s | p50 ms | p99 ms | floor/stack | API/floor | API/stack "
+        "| floor process ms | stack process ms | API process ms |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, row in measured.items():
+        fw, r = row["framework"], row["ratios"]
+        out.append(
+            f"| {name} | {_f(fw['rps'], 0)} | {_f(fw['p50_ms'])} | {_f(fw['p99_ms'])} "
+            f"| {_f(r.get('framework_stack'), 2)} | {_f(r.get('api_framework'), 2)} "
+            f"| {_f(r['api_stack'], 2)} "
+            f"| {_f(fw.get('cpu_ms_per_request'), 2)} "
+            f"| {_f(row['stack'].get('cpu_ms_per_request'), 2)} "
+            f"| {_f(row['api'].get('cpu_ms_per_request'), 2)} |"
+        )
+    return out
 
 
 def _summary(r: dict[str, Any]) -> str:

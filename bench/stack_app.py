@@ -14,11 +14,16 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import orjson
+
+# Module level: FastAPI resolves the handlers' (postponed) annotations in this namespace.
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
 
 from bench.plan import CODE, Endpoint, Step, code_from_number, load, substitute
 
@@ -142,24 +147,30 @@ class StackApp:
         )
         await send({"type": "http.response.body", "body": body})
 
+    async def start(self, application_name: str = "crm-bench-stack") -> None:
+        self.pool = await asyncpg.create_pool(
+            self.dsn,
+            min_size=1,
+            max_size=self.pool_size,
+            init=_init,
+            reset=_no_reset,
+            # Give idle connections back soon: the server is shared with pgbench's.
+            max_inactive_connection_lifetime=2,
+            server_settings={"application_name": application_name},
+        )
+
+    async def stop(self) -> None:
+        if self.pool is not None:
+            await self.pool.close()
+
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                self.pool = await asyncpg.create_pool(
-                    self.dsn,
-                    min_size=1,
-                    max_size=self.pool_size,
-                    init=_init,
-                    reset=_no_reset,
-                    # Give idle connections back soon: the server is shared with pgbench's.
-                    max_inactive_connection_lifetime=2,
-                    server_settings={"application_name": "crm-bench-stack"},
-                )
+                await self.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                if self.pool is not None:
-                    await self.pool.close()
+                await self.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -173,6 +184,65 @@ def create_app() -> StackApp:
     )
 
 
+def create_framework_app() -> Any:
+    """The framework's own floor: the stack app's work (same SQL, same raw asyncpg pool, same
+    JSON) behind a bare FastAPI app: its routing, request and response objects, exception
+    and exit-stack middleware, and nothing of ours (no auth, validation, middleware or
+    dependencies). What the API costs above this is our code; what this costs above the
+    stack app is FastAPI's and Starlette's, which no endpoint written with them avoids."""
+    stack = create_app()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> Any:
+        await stack.start("crm-bench-framework")
+        yield
+        await stack.stop()
+
+    app = FastAPI(lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
+
+    def answer(body: bytes | None, status: int = 200) -> Response:
+        if body is None:
+            return Response(b'{"detail":"not found"}', 404, media_type="application/json")
+        return Response(body, status, media_type="application/json")
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        return answer(b'{"status":"ok"}')
+
+    @app.get(API + "/{code}")
+    async def get_one(code: str) -> Response:
+        return answer(await stack._run(stack.plan["get"], 0, {CODE: code}))
+
+    @app.get(API)
+    async def list_or_search(request: Request) -> Response:
+        name = "search" if "q" in request.query_params else "list"
+        variant = int(request.headers["x-bench-variant"])
+        return answer(await stack._run(stack.plan[name], variant, {}))
+
+    @app.post(API)
+    async def create(request: Request) -> Response:
+        orjson.loads(await request.body())
+        variant = int(request.headers["x-bench-variant"])
+        return answer(await stack._run(stack.plan["create"], variant, {}), 201)
+
+    @app.post(INTERACTIONS)
+    async def interaction(request: Request) -> Response:
+        data = orjson.loads(await request.body())
+        variant = int(request.headers["x-bench-variant"])
+        slots = {CODE: data["customer_code"]}
+        return answer(await stack._run(stack.plan["interaction"], variant, slots), 201)
+
+    @app.post(WEBHOOKS + "{slug}")
+    async def webhook(slug: str, request: Request) -> Response:
+        data = orjson.loads(await request.body())
+        caller = data["caller"] if "caller" in data else data["data"]["mobile"]
+        slots = {"wid": request.headers["webhook-id"], "phone": "+86" + caller}
+        variant = int(request.headers["x-bench-variant"])
+        return answer(await stack._run(stack.plan["webhook"], variant, slots))
+
+    return app
+
+
 def main(argv: list[str] | None = None) -> None:
     import uvicorn
 
@@ -180,10 +250,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8100)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument(
+        "--framework", action="store_true", help="the same work behind a bare FastAPI app"
+    )
     args = parser.parse_args(argv)
     # The same server settings `crm serve` uses.
     uvicorn.run(
-        "bench.stack_app:create_app",
+        "bench.stack_app:" + ("create_framework_app" if args.framework else "create_app"),
         factory=True,
         host=args.host,
         port=args.port,
