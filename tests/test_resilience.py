@@ -132,7 +132,7 @@ async def test_pool_recovers_after_all_backends_terminated(
     assert (await client.get(one, headers=m.headers)).status_code == 200
     await _terminate_service_backends(engine)
     try:
-        # The list reads through a session, get-one through a bare pooled connection.
+        # The list and get-one both read through a bare pooled connection (no session).
         results = [
             (await client.get(path, headers=m.headers)).status_code
             for path in ["/api/v1/customers", one] * 3

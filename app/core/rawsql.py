@@ -125,10 +125,12 @@ _BY_CACHE_KEY: dict[Any, Any] = {}
 _BY_CACHE_KEY_MAX = 2000
 
 
-async def fetch_statement(session: AsyncSession, stmt: Any) -> list[dict[str, Any]]:
+async def fetch_statement(
+    session: AsyncSession | AsyncConnection, stmt: Any
+) -> list[dict[str, Any]]:
     """Rows of a Core statement built per request, run on the asyncpg connection; compiled once
     per shape (SQLAlchemy's cache key), its values taken from this statement's parameters."""
-    conn = await session.connection()
+    conn = session if isinstance(session, AsyncConnection) else await session.connection()
     cache_key = stmt._generate_cache_key()
     compiled = None if cache_key is None else _BY_CACHE_KEY.get(cache_key.key)
     if compiled is None:

@@ -467,7 +467,7 @@ async def source_channels(session: AsyncSession) -> list[SourceDef]:
     return result
 
 
-async def custom_fields(session: AsyncSession, *, include_retired: bool = False) -> list[FieldDef]:
+async def custom_fields(session: Reader, *, include_retired: bool = False) -> list[FieldDef]:
     async def load() -> list[FieldDef]:
         rows = await session.execute(
             select(

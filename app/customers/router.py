@@ -9,7 +9,7 @@ from fastapi.responses import Response as RawResponse
 
 from app.auth.dependencies import require
 from app.auth.principal import Principal
-from app.core.db import ReadConnectionDep, ReadSessionDep, SessionDep
+from app.core.db import ReadConnectionDep, SessionDep
 from app.core.responses import FastJSONResponse
 from app.customers import service
 from app.customers.dependencies import filter_from_query, filter_query_docs, parse_if_match
@@ -77,7 +77,7 @@ def _filter_parameters() -> list[dict[str, Any]]:
     openapi_extra={"parameters": _filter_parameters()},
 )
 async def list_customers(
-    session: ReadSessionDep,
+    session: ReadConnectionDep,
     principal: Annotated[Principal, require("customers:read")],
     filters: Annotated[CustomerFilter, Depends(filter_from_query)],
     sort: SortKey | None = None,

@@ -629,7 +629,7 @@ async def assign(
 
 
 async def custom_filter_conditions(
-    session: AsyncSession, custom: dict[str, str]
+    session: Reader, custom: dict[str, str]
 ) -> list[ColumnElement[bool]]:
     if not custom:
         return []
@@ -696,7 +696,7 @@ def _cursor_value(value: Any) -> Any:
 
 
 async def _page(
-    session: AsyncSession,
+    session: Reader,
     principal: Principal,
     fdict: dict[str, Any],
     sort: str,
@@ -720,7 +720,7 @@ async def _page(
 
 
 async def list_customers(
-    session: AsyncSession,
+    session: Reader,
     principal: Principal,
     filters: CustomerFilter,
     *,
