@@ -25,6 +25,30 @@ _RAW_MAX = 2_000
 JSON_COLUMNS = frozenset({"contacts", "custom", "tags"})
 
 
+# Where a session keeps the connection of its current transaction, for the next statement.
+_CONNECTION = "rawsql.connection"
+
+
+async def connection_of(session: AsyncSession | AsyncConnection) -> AsyncConnection:
+    """The connection a statement runs on: the bare connection itself, or the one holding the
+    session's transaction (begun here when there is none).
+
+    `AsyncSession.connection()` hops into a greenlet on every call; a write request runs four
+    to ten statements in one transaction, so the connection is remembered per transaction and
+    asked for again only when that transaction has ended (commit, rollback) or failed."""
+    if isinstance(session, AsyncConnection):
+        return session
+    hit = session.info.get(_CONNECTION)
+    if hit is not None:
+        transaction = session.sync_session.get_transaction()
+        if transaction is hit[0] and transaction.is_active:
+            cached: AsyncConnection = hit[1]
+            return cached
+    conn = await session.connection()
+    session.info[_CONNECTION] = (session.sync_session.get_transaction(), conn)
+    return conn
+
+
 def _compiled(
     key: Any, build: Any, dialect: Any
 ) -> tuple[str, tuple[str, ...], dict[str, Any], dict[str, Any]]:
@@ -59,7 +83,7 @@ async def raw_fetch(
     `transactional`: the statement belongs to the session's transaction, which is begun first
     when it has not been yet; otherwise, before that transaction begins, it runs on its own
     (autocommit)."""
-    conn = session if isinstance(session, AsyncConnection) else await session.connection()
+    conn = await connection_of(session)
     sql, names, consts, processors = _compiled(key, build, conn.dialect)
     args = []
     for n in names:
@@ -130,7 +154,7 @@ async def fetch_statement(
 ) -> list[dict[str, Any]]:
     """Rows of a Core statement built per request, run on the asyncpg connection; compiled once
     per shape (SQLAlchemy's cache key), its values taken from this statement's parameters."""
-    conn = session if isinstance(session, AsyncConnection) else await session.connection()
+    conn = await connection_of(session)
     cache_key = stmt._generate_cache_key()
     compiled = None if cache_key is None else _BY_CACHE_KEY.get(cache_key.key)
     if compiled is None:
