@@ -41,6 +41,13 @@ def _default(value: Any) -> Any:
     return str(value)  # Decimal, UUID
 
 
+def webhook_slots(data: dict[str, Any], webhook_id: str) -> dict[str, Any]:
+    """The inputs a webhook delivery's SQL needs: its id and the caller's phone (the two
+    payload shapes the bench sends: call records and form posts)."""
+    caller = data["caller"] if "caller" in data else data["data"]["mobile"]
+    return {"wid": webhook_id, "phone": "+86" + caller}
+
+
 async def _init(conn: asyncpg.Connection) -> None:
     # The same binary jsonb codec SQLAlchemy installs (arguments arrive as JSON text).
     await conn.set_type_codec(
@@ -90,8 +97,7 @@ class StackApp:
         elif method == "POST" and path.startswith(WEBHOOKS):
             # No signature check (the ceiling has no auth); the inputs the SQL needs.
             data = orjson.loads(await self._read(receive))
-            caller = data["caller"] if "caller" in data else data["data"]["mobile"]
-            slots = {"wid": headers[b"webhook-id"].decode(), "phone": "+86" + caller}
+            slots = webhook_slots(data, headers[b"webhook-id"].decode())
             variant = int(headers[b"x-bench-variant"])
             body = await self._run(self.plan["webhook"], variant, slots)
         else:
@@ -234,9 +240,7 @@ def create_framework_app() -> Any:
 
     @app.post(WEBHOOKS + "{slug}")
     async def webhook(slug: str, request: Request) -> Response:
-        data = orjson.loads(await request.body())
-        caller = data["caller"] if "caller" in data else data["data"]["mobile"]
-        slots = {"wid": request.headers["webhook-id"], "phone": "+86" + caller}
+        slots = webhook_slots(orjson.loads(await request.body()), request.headers["webhook-id"])
         variant = int(request.headers["x-bench-variant"])
         return answer(await stack._run(stack.plan["webhook"], variant, slots))
 
