@@ -706,6 +706,11 @@ async def _page(
     extra: list[ColumnElement[bool]],
     fuzzy: bool,
 ) -> list[Any]:
+    shape = repo.list_shape(principal, fdict, sort=sort, after=after, limit=limit + 1, extra=extra)
+    if shape is not None:
+        return await repo.shaped_list(
+            session, principal, shape, fdict, sort=sort, after=after, limit=limit + 1, now=now
+        )
     stmt = repo.list_statement(
         principal,
         fdict,

@@ -120,6 +120,32 @@ async def test_keyset_pages_cover_everything_once(client: httpx.AsyncClient, eng
             assert seen == sorted(seen, reverse=True)
 
 
+async def test_pages_of_two_reps_with_the_same_filters_stay_apart(
+    client: httpx.AsyncClient, engine: AsyncEngine
+):
+    """A filtered page's statement is compiled once and reused with each caller's id and
+    cursor: two reps paging through the same filters each get all and only their own."""
+    a, b = await make_user(engine), await make_user(engine)
+    made = {
+        rep.id: {(await make_customer(client, rep, name=f"{tag}{i}"))["code"] for i in range(5)}
+        for rep, tag in ((a, "甲"), (b, "乙"))
+    }
+    for rep in (a, b, a):
+        for sort in ("-created_at", "name", "-contract_amount"):
+            seen: list[str] = []
+            cursor = None
+            for _ in range(5):  # three pages; a cursor that does not advance fails, not hangs
+                params: dict[str, Any] = {"owner": "me", "kind": "enterprise", "limit": 2}
+                params |= {"sort": sort} | ({"cursor": cursor} if cursor else {})
+                r = await client.get("/api/v1/customers", params=params, headers=rep.headers)
+                assert r.status_code == 200, r.text
+                seen.extend(c["code"] for c in r.json()["items"])
+                cursor = r.json()["next_cursor"]
+                if not cursor:
+                    break
+            assert len(seen) == 5 and set(seen) == made[rep.id], (rep.id, sort)
+
+
 async def test_sort_with_nulls_pages_correctly(client: httpx.AsyncClient, engine: AsyncEngine):
     m = await make_user(engine, role=Role.manager)
     amounts = ["500", None, "100", None, "300", "100"]
@@ -241,10 +267,21 @@ async def test_statements_compiled_once_keep_each_callers_values(
     mine_b = await make_customer(client, b, name="乙的客户")
     for _ in range(2):  # the second round runs on the statements compiled in the first
         for rep, own, other in ((a, mine_a, mine_b), (b, mine_b, mine_a)):
-            for params in ({}, {"owner": "me"}, {"owner": "me", "kind": "enterprise"}):
+            for params in (
+                {},
+                {"owner": "me"},
+                {"owner": "me", "kind": "enterprise"},
+                {"owner": ["me", "none"], "status": "not_started"},
+            ):
                 r = await client.get("/api/v1/customers", params=params, headers=rep.headers)
                 assert r.status_code == 200, r.text
                 assert [c["code"] for c in r.json()["items"]] == [own["code"]]
+            # Naming oneself by id is the same list; naming the other rep shows nothing.
+            for owner, expected in ((rep.id, [own["code"]]), ((b if rep is a else a).id, [])):
+                r = await client.get(
+                    "/api/v1/customers", params={"owner": str(owner)}, headers=rep.headers
+                )
+                assert [c["code"] for c in r.json()["items"]] == expected
             seen = await client.get(f"/api/v1/customers/{own['code']}", headers=rep.headers)
             assert seen.status_code == 200
             hidden = await client.get(f"/api/v1/customers/{other['code']}", headers=rep.headers)
