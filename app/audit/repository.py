@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, bindparam, select, text
+import orjson
+from sqlalchemy import Select, Table, Text, bindparam, select, text
+from sqlalchemy import cast as sql_cast
 from sqlalchemy import insert as sql_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -34,7 +36,9 @@ async def insert(
             "action": action,
             "entity_type": entity_type,
             "entity_id": entity_id,
-            "changes": changes,
+            # Serialized here by orjson (as `insert_many`'s are), not by the engine's stdlib
+            # encoder: a sixtieth of an interaction's CPU.
+            "changes": orjson.dumps(changes, option=orjson.OPT_NON_STR_KEYS).decode(),
             "request_id": request_id,
         },
     )
@@ -42,12 +46,12 @@ async def insert(
 
 def _insert_one() -> Any:
     table = cast(Table, AuditLog.__table__)
-    return sql_insert(table).values(
-        {
-            name: bindparam(name, type_=table.c[name].type)
-            for name in ("actor", "action", "entity_type", "entity_id", "changes", "request_id")
-        }
-    )
+    values: dict[str, Any] = {
+        name: bindparam(name, type_=table.c[name].type)
+        for name in ("actor", "action", "entity_type", "entity_id", "request_id")
+    }
+    values["changes"] = sql_cast(bindparam("changes", type_=Text), table.c.changes.type)
+    return sql_insert(table).values(values)
 
 
 _INSERT_MANY_SQL = text(
