@@ -8,6 +8,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -25,6 +26,7 @@ from app.core.middleware import RequestContextMiddleware
 from app.core.ratelimit import RateLimitMiddleware
 from app.core.resilience import ResilienceMiddleware
 from app.core.responses import FastJSONResponse
+from app.customers import normalize
 from app.customers.router import router as customers_router
 from app.exports.router import router as exports_router
 from app.fields.router import router as fields_router
@@ -92,6 +94,36 @@ FEATURE_ROUTERS: list[APIRouter] = [
 GC_THRESHOLD = (20_000, 20, 50)
 
 
+async def warm_up(app: FastAPI) -> None:
+    """Build before serving what the first requests would otherwise build and wait for: the
+    pinyin reading tables (the first customer written) and FastAPI's per-route contexts, made
+    lazily by the first request that walks past each included router (an unmatched path walks
+    past all of them; it gets its 404 here, with no middleware involved)."""
+    await asyncio.to_thread(normalize.warm)
+    scope: dict[str, Any] = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/__warm_up__",
+        "raw_path": b"/__warm_up__",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [],
+        "client": None,
+        "server": None,
+    }
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(_: Any) -> None:
+        return None
+
+    await app.router(scope, receive, send)
+
+
 def settle_heap() -> None:
     """Move everything alive after startup (routes, schemas, compiled SQL, the ORM registry:
     some 360,000 objects) out of the collector's sight, and collect young objects less often.
@@ -140,6 +172,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
             sweeper = asyncio.create_task(
                 sweep_forever(app.state.sessionmaker, settings.sweep_interval_seconds)
             )
+        await warm_up(app)
         settle_heap()
         try:
             yield
