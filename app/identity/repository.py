@@ -66,16 +66,17 @@ async def find_exact(
     for k, v in external_ids.items():
         checks.append(("external_ids @> CAST(:v AS jsonb)", {"v": orjson.dumps({k: v}).decode()}))
     for cond, params in checks:
-        found = await session.scalar(
-            text(
-                # cond is one of the fixed predicates above; values are bound parameters.
-                f"SELECT id FROM customers WHERE deleted_at IS NULL AND {cond} "  # noqa: S608
-                "ORDER BY updated_at DESC LIMIT 1"
-            ),
+        # cond is one of the fixed predicates above; values are bound parameters. Every webhook
+        # delivery runs this: compiled once per predicate, run on the asyncpg connection.
+        sql = f"SELECT id FROM customers WHERE deleted_at IS NULL AND {cond} "  # noqa: S608
+        rows = await raw_fetch(
+            session,
+            ("identity.exact", cond),
+            lambda sql=sql: text(sql + "ORDER BY updated_at DESC LIMIT 1"),
             params,
         )
-        if found is not None:
-            return int(found)
+        if rows:
+            return int(rows[0]["id"])
     return None
 
 
