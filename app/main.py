@@ -62,8 +62,6 @@ FEATURE_ROUTERS: list[APIRouter] = [
     # /webhooks/..., /webhook-sources...) share no prefix with the routers below.
     interactions_router,
     ingest_router,
-    auth_router,
-    audit_router,
     # Static /customers/... paths first, or /customers/{code} would capture them.
     identity_router,
     customers_router,
@@ -71,6 +69,10 @@ FEATURE_ROUTERS: list[APIRouter] = [
     customer_timeline_router,
     customer_segments_router,
     pool_router,
+    # Behind the customers' routes (read far more often); no other router shares their first
+    # path segment (/auth, /users, /service-accounts, /audit), so the order changes no match.
+    auth_router,
+    audit_router,
     tasks_router,
     reminders_router,
     # Before any router with /segments/{id}: /segments/rules etc. must match first.
