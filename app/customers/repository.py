@@ -11,7 +11,6 @@ from decimal import Decimal
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
-    BindParameter,
     ColumnElement,
     DateTime,
     Float,
@@ -656,8 +655,8 @@ def custom_condition(key: str, op: str, value: Any, field_type: str) -> ColumnEl
 
 def _coerce(col: Any, value: Any) -> Any:
     """Cursor values travel as JSON strings; give them back their column's type."""
-    if value is None or isinstance(value, BindParameter):
-        return value
+    if value is None:
+        return None
     if isinstance(col.type, DateTime):
         return datetime.fromisoformat(value)
     if isinstance(col.type, Float):
@@ -750,24 +749,23 @@ def list_statement(
     stmt = (
         select(READ_COLUMNS_SQL, col.label("_sort")).select_from(Customer.__table__).where(*conds)
     )
-    if bound and after is not None:
-        after = [
-            after[0],
-            bindparam("after_val", None, type_=col.type),
-            bindparam("after_id", None, type_=C.id.type),
-        ]
+    c_null, c_val, c_id = False, None, None
+    if after is not None:
+        c_null = after[0]
+        if bound:
+            c_val = bindparam("after_val", None, type_=col.type)
+            c_id = bindparam("after_id", None, type_=C.id.type)
+        else:
+            c_val, c_id = _coerce(col, after[1]), after[2]
     if name in NOT_NULL_SORTS:
         if after is not None:
-            c_val, c_id = _coerce(col, after[1]), after[2]
             key = tuple_(col, C.id)
             # Bind parameters compare as a row of their own (a Python pair would be bound whole).
-            val: Any = tuple_(c_val, c_id) if isinstance(c_id, BindParameter) else (c_val, c_id)
+            val: Any = tuple_(c_val, c_id) if bound else (c_val, c_id)
             stmt = stmt.where(key < val if desc else key > val)
         order = [col.desc(), C.id.desc()] if desc else [col.asc(), C.id.asc()]
         return stmt.order_by(*order).limit(limit)
     if after is not None:
-        c_null, c_val, c_id = after
-        c_val = _coerce(col, c_val)
         if desc:
             if c_null:
                 stmt = stmt.where(col.is_(None), C.id < c_id)
