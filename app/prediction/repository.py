@@ -58,9 +58,8 @@ _CREATE_TOTALS = text(
 # purchase's (dates never go back as time goes on), so the days on or before `through`, a
 # prefix, are counted by the rows that start one there.
 _ANALYZE = text("ANALYZE pg_temp.purchase_histories, pg_temp.purchase_totals")
-_FILL_HISTORIES = text(
-    """
-    WITH per AS (
+PURCHASES_CTE = """
+    per AS (
         SELECT d.customer_id,
                count(*) FILTER (WHERE d.day <= CAST(:through AS date) AND d.new_day) - 1 AS x,
                max(d.day) FILTER (WHERE d.day <= CAST(:through AS date)) AS last_day_through,
@@ -81,9 +80,15 @@ _FILL_HISTORIES = text(
                -- few deleted ones (ix_customers_deleted) instead of hashing every customer.
                AND NOT EXISTS (SELECT FROM customers c
                                 WHERE c.id = i.customer_id AND c.deleted_at IS NOT NULL)
+               /*purchase_scope*/
           ) AS d
          GROUP BY d.customer_id
-    ),
+    )"""
+_FILL_HISTORIES = text(
+    """
+    WITH"""  # noqa: S608 (constant SQL fragments, no input)
+    + PURCHASES_CTE.replace("/*purchase_scope*/", "")
+    + """,
     totals AS (
         INSERT INTO purchase_totals (customer_id, last_day, purchases, amount)
         SELECT customer_id, last_day, purchases, amount FROM per
@@ -117,6 +122,42 @@ async def build_histories(session: AsyncSession, *, through: date, tz: str) -> N
     await session.execute(_FILL_HISTORIES, {"through": through, "tz": tz})
     # Row counts and value spreads for the sweep's plan (a temp table has no statistics, and
     # the planner would guess a few hundred buyers).
+    await session.execute(_ANALYZE)
+
+
+# The sweep's: the same two tables from the facts it keeps between runs (sweep_facts, refreshed
+# just before by app.segments.repository.refresh_facts as of the same `through`), instead of a
+# scan of every purchase.
+_FILL_FROM_FACTS = text(
+    """
+    WITH live AS (
+        SELECT f.customer_id, f.x, f.first_day, f.last_day_through, f.recorded_through,
+               f.last_day, f.deals, f.amount
+          FROM sweep_facts f
+         WHERE f.last_day IS NOT NULL
+           AND NOT EXISTS (SELECT FROM customers c
+                            WHERE c.id = f.customer_id AND c.deleted_at IS NOT NULL)
+    ),
+    totals AS (
+        INSERT INTO purchase_totals (customer_id, last_day, purchases, amount)
+        SELECT customer_id, last_day, deals, amount FROM live
+    )
+    INSERT INTO purchase_histories (customer_id, x, t_x, t, purchase_recorded_at)
+    SELECT customer_id, x, last_day_through - first_day,
+           CAST(:through AS date) - first_day, recorded_through
+      FROM live
+     WHERE x >= 0
+    """
+)
+
+
+async def build_histories_from_facts(session: AsyncSession, *, through: date) -> None:
+    """As `build_histories`, from the sweep's stored facts (computed through `through`)."""
+    await session.execute(_DROP_HISTORIES)
+    await session.execute(_DROP_TOTALS)
+    await session.execute(_CREATE_HISTORIES)
+    await session.execute(_CREATE_TOTALS)
+    await session.execute(_FILL_FROM_FACTS, {"through": through})
     await session.execute(_ANALYZE)
 
 

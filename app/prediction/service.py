@@ -92,15 +92,22 @@ def _enough(groups: dict[str, list[int]]) -> bool:
     return customers >= MIN_CUSTOMERS and repeaters >= MIN_REPEAT_CUSTOMERS
 
 
-async def prepare(session: AsyncSession, *, cause: str, tz: str) -> dict[str, Any]:
+async def prepare(
+    session: AsyncSession, *, cause: str, tz: str, from_facts: bool = False
+) -> dict[str, Any]:
     """Summarise the purchase histories (and the sweep's purchase totals, in temp tables),
     refit when due, and compute the prediction of every distinct history, without storing
     them: the sweep stores them in its one UPDATE (app.segments.repository.SWEEP_SQL). Returns
     the summary (`customers_changed` still to fill) and, under "predictions", the lists x,
-    t_x, t, p_alive and expected, one entry per distinct history."""
+    t_x, t, p_alive and expected, one entry per distinct history. `from_facts`: the histories
+    come from the sweep's stored facts (refreshed just before, in this transaction) instead of
+    a scan of every purchase."""
     started = time.perf_counter()
     today = await repo.local_today(session, tz)
-    await repo.build_histories(session, through=today, tz=tz)
+    if from_facts:
+        await repo.build_histories_from_facts(session, through=today)
+    else:
+        await repo.build_histories(session, through=today, tz=tz)
     groups = await repo.history_groups(session)
     in_force = await repo.latest_fit(session)
     refit_after = timedelta(hours=get_settings().prediction_refit_hours)

@@ -7,7 +7,7 @@ expressions, changed rows only in one UPDATE ... FROM, the change log in the sam
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, func, insert, select, text
@@ -19,6 +19,7 @@ from app.customers.enums import codes
 from app.customers.repository import readable
 from app.models.customer import Customer
 from app.models.segment import SegmentRuleSet, SegmentSweep, TierChange
+from app.prediction.repository import PURCHASES_CTE
 
 C = Customer.__table__.c
 
@@ -64,10 +65,7 @@ r AS (
 # follow-up; a customer with neither counts from its creation, so a new customer is not
 # churn_risk (or lost) on day one. A lifecycle given on create/import implies deals we have no
 # record of: `known_deals` never counts fewer than it implies.
-CLASSIFY_CTES = (
-    "WITH"  # noqa: S608 (constant SQL fragments, no input)
-    + RULES_CTE
-    + """,
+AGG_CTE = """
 agg AS (
     SELECT i.customer_id,
            max(i.occurred_at) AS last_at,
@@ -82,7 +80,13 @@ agg AS (
       FROM interactions i
      WHERE TRUE /*interaction_scope*/
      GROUP BY i.customer_id
-),
+)"""
+CLASSIFY_CTES = (
+    "WITH"  # noqa: S608 (constant SQL fragments, no input)
+    + RULES_CTE
+    + ","
+    + AGG_CTE
+    + """,
 base AS (
     SELECT c.id,
            c.xmin AS row_version,
@@ -274,14 +278,28 @@ pred AS (
 _FENCE = "\n    OFFSET 0 -- computed once a row (see _FENCE)\n)"
 
 
+# The sweep reads each customer's facts as `refresh_facts` stored them, not from the
+# interactions; a customer whose interactions changed since (a mark its snapshot did not see
+# when it refreshed) is left to the next sweep, as a row written after the snapshot is.
+_STORED_AGG = """
+agg AS (
+    SELECT f.customer_id, f.last_at, f.last_purchase_at, f.purchase_recorded_at, f.deals,
+           f.hv_sum, f.recent, f.unresolved
+      FROM sweep_facts f
+)"""
+_NOT_PENDING = """
+       AND NOT EXISTS (SELECT FROM sweep_facts_pending p WHERE p.customer_id = c.id)"""
+
+
 def _sweep_ctes() -> str:
     out = CLASSIFY_CTES
     for old, new in (
         ("WITH" + RULES_CTE, "WITH" + PRED_CTE + "," + RULES_CTE),
+        (AGG_CTE, _STORED_AGG),
         (_STORED_PREDICTION, _SWEEP_PREDICTION),
         (_STORED_CURRENT, _SWEEP_CURRENT),
         (_STORED_JOIN, _SWEEP_JOIN),
-        ("/*customer_scope*/\n)", "/*customer_scope*/" + _FENCE),
+        ("/*customer_scope*/\n)", "/*customer_scope*/" + _NOT_PENDING + _FENCE),
     ):
         assert out.count(old) == 1, old
         out = out.replace(old, new)
@@ -602,6 +620,159 @@ def _sweep_statements() -> tuple[str, str]:
 
 
 SWEEP_READ_SQL, SWEEP_WRITE_SQL = (text(sql) for sql in _sweep_statements())
+
+
+# ---- the facts the sweep keeps between runs (migration 0013_sweep_facts) ------------------
+# Each customer's `agg` facts and purchase history, computed by the same SQL as the live ones,
+# as of the bounds kept in sweep_facts_state: the windows' starts (hv_since, pot_since) and the
+# last day the purchase histories count (`through`). Between two sweeps a customer's facts can
+# only change if its interactions were written (the triggers mark it pending) or if one of its
+# interactions lies between the old and the new bound of a window (the window's edge crossed
+# it; either way, so rules that widen a window are covered too).
+_FACTS_COLUMNS = (
+    "customer_id, last_at, last_purchase_at, purchase_recorded_at, deals, hv_sum, recent, "
+    "unresolved, x, first_day, last_day_through, recorded_through, last_day, amount"
+)
+
+
+def _facts_sql(scope: str, *, clear_pending: bool) -> str:
+    return (
+        "WITH"  # noqa: S608 (constant SQL fragments, no input)
+        + (" gone AS (DELETE FROM sweep_facts_pending),\n" if clear_pending else "")
+        + RULES_CTE
+        + ","
+        + AGG_CTE.replace("/*interaction_scope*/", scope)
+        + ","
+        + PURCHASES_CTE.replace("/*purchase_scope*/", scope)
+        + f"""
+INSERT INTO sweep_facts ({_FACTS_COLUMNS})
+SELECT a.customer_id, a.last_at, a.last_purchase_at, a.purchase_recorded_at, a.deals, a.hv_sum,
+       a.recent, a.unresolved, p.x, p.first_day, p.last_day_through, p.recorded_at, p.last_day,
+       p.amount
+  FROM agg a
+  LEFT JOIN per p ON p.customer_id = a.customer_id
+"""  # noqa: S608 (constant SQL fragments, no input)
+    )
+
+
+# Every customer's facts: the first sweep, a time zone change, or too many stale to pick out.
+# The pending marks are deleted in the statement that computes the facts, so exactly the marks
+# its snapshot saw (and hence whose writes it counted) go.
+_FACTS_ALL = text(_facts_sql("", clear_pending=True))
+_FACTS_SOME = text(
+    _facts_sql("AND i.customer_id IN (SELECT customer_id FROM pg_temp.stale)", clear_pending=False)
+)
+_BOUNDS = text(
+    "WITH"
+    + RULES_CTE
+    + """
+SELECT r.hv_since, r.pot_since, (now() AT TIME ZONE CAST(:tz AS text))::date AS through,
+       s.tz, s.hv_since AS old_hv_since, s.pot_since AS old_pot_since, s.through AS old_through
+  FROM r
+  LEFT JOIN sweep_facts_state s ON TRUE
+"""
+)
+# Who is stale: the marked (the marks deleted as they are read, in one snapshot, so a mark
+# committed after it stays for the next sweep) and whoever has an interaction between a
+# window's old and new start, or a purchase on a day between the old and new `through`.
+_STALE = text(
+    """
+WITH marked AS (DELETE FROM sweep_facts_pending RETURNING customer_id)
+INSERT INTO pg_temp.stale (customer_id)
+SELECT customer_id FROM marked
+UNION
+SELECT customer_id FROM interactions
+ WHERE occurred_at >= CAST(:pot_lo AS timestamptz) AND occurred_at < CAST(:pot_hi AS timestamptz)
+UNION
+SELECT customer_id FROM interactions
+ WHERE kind = 'purchase'
+   AND ((occurred_at >= CAST(:hv_lo AS timestamptz) AND occurred_at < CAST(:hv_hi AS timestamptz))
+        OR (occurred_at >= CAST(:day_lo AS timestamptz)
+            AND occurred_at < CAST(:day_hi AS timestamptz)))
+"""
+)
+_STATE = text(
+    """
+INSERT INTO sweep_facts_state (id, tz, hv_since, pot_since, through, refreshed_at)
+VALUES (1, CAST(:tz AS text), CAST(:hv_since AS timestamptz), CAST(:pot_since AS timestamptz),
+        CAST(:through AS date), now())
+ON CONFLICT (id) DO UPDATE
+   SET tz = EXCLUDED.tz, hv_since = EXCLUDED.hv_since, pot_since = EXCLUDED.pot_since,
+       through = EXCLUDED.through, refreshed_at = EXCLUDED.refreshed_at
+"""
+)
+# Above this share of the base, one pass over every interaction beats picking them out.
+FACTS_ALL_ABOVE = 0.2
+
+
+def _ordered(a: Any, b: Any) -> tuple[Any, Any]:
+    return (a, b) if a <= b else (b, a)
+
+
+async def refresh_facts(session: AsyncSession, *, tz: str) -> dict[str, Any]:
+    """Bring the sweep's stored facts up to this transaction's instant (in it, under the sweep
+    lock). Returns how: `all` (every customer) or how many stale customers were recomputed."""
+    bounds = (await session.execute(_BOUNDS, {"tz": tz})).one()
+    through: date = bounds.through
+    params = {"tz": tz, "through": through}
+    stale = None
+    if bounds.tz == tz:
+        await session.execute(text("DROP TABLE IF EXISTS pg_temp.stale"))
+        await session.execute(
+            text("CREATE TEMP TABLE stale (customer_id bigint NOT NULL) ON COMMIT DROP")
+        )
+        pot = _ordered(bounds.old_pot_since, bounds.pot_since)
+        hv = _ordered(bounds.old_hv_since, bounds.hv_since)
+        # Purchases on the days after the earlier `through`, up to and including the later.
+        days = _ordered(bounds.old_through, through)
+        day_lo, day_hi = (
+            await session.execute(
+                text(
+                    "SELECT (CAST(:a AS date) + 1)::timestamp AT TIME ZONE CAST(:tz AS text), "
+                    "(CAST(:b AS date) + 1)::timestamp AT TIME ZONE CAST(:tz AS text)"
+                ),
+                {"a": days[0], "b": days[1], "tz": tz},
+            )
+        ).one()
+        await session.execute(
+            _STALE,
+            {
+                "pot_lo": pot[0],
+                "pot_hi": pot[1],
+                "hv_lo": hv[0],
+                "hv_hi": hv[1],
+                "day_lo": day_lo,
+                "day_hi": day_hi,
+            },
+        )
+        stale = int(await session.scalar(text("SELECT count(*) FROM pg_temp.stale")) or 0)
+        known = await session.scalar(
+            text("SELECT reltuples FROM pg_class WHERE oid = 'sweep_facts'::regclass")
+        )
+        if stale > max(1000, FACTS_ALL_ABOVE * float(known or 0)):
+            stale = None
+    if stale is None:
+        await session.execute(text("TRUNCATE sweep_facts"))
+        await session.execute(_FACTS_ALL, params)
+        # Its row count and spreads, for the read's plan and the next sweep's choice above.
+        await session.execute(text("ANALYZE sweep_facts"))
+        how: dict[str, Any] = {"facts": "all"}
+    else:
+        if stale:
+            await session.execute(text("ANALYZE pg_temp.stale"))
+            await session.execute(
+                text(
+                    "DELETE FROM sweep_facts f USING pg_temp.stale s "
+                    "WHERE f.customer_id = s.customer_id"
+                )
+            )
+            await session.execute(_FACTS_SOME, params)
+        how = {"facts": "stale", "stale": stale}
+    await session.execute(
+        _STATE,
+        {"tz": tz, "hv_since": bounds.hv_since, "pot_since": bounds.pot_since, "through": through},
+    )
+    return how
 
 
 async def sweep_classes(

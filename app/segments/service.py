@@ -60,7 +60,9 @@ async def run_sweep(
     retention_days = get_settings().retention_days
     # First: the churn model's predictions (not stored yet) from the purchase histories; the
     # value tier's churn-risk rule reads them.
-    prediction = await prediction_service.prepare(session, cause=cause, tz=tz)
+    # The facts kept between sweeps, brought up to now (only the stale ones, normally).
+    refreshed = await repo.refresh_facts(session, tz=tz)
+    prediction = await prediction_service.prepare(session, cause=cause, tz=tz, from_facts=True)
     # Classes, RFM and predictions in one pass and one UPDATE; the RFM scores come from the
     # purchases the prediction step read. It also picks out who the two steps below must look
     # at (each re-checks its condition): an hour's slack covers the time until the flagging
@@ -94,6 +96,7 @@ async def run_sweep(
         "released": released,
         "flagged_for_erasure": flagged,
         "prediction": prediction,
+        "facts": refreshed,
     }
     await repo.record_sweep(
         session,
