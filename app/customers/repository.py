@@ -506,6 +506,30 @@ SORT_COLUMNS = {
 _CODE_SHAPE = re.compile(r"^c\d{9,}$")
 
 
+def search_class(text_q: str, digits: str | None, *, fuzzy: bool = False) -> str:
+    """Which kind of search `q` makes (each a statement of its own shape)."""
+    if _CODE_SHAPE.match(text_q):
+        return "code"
+    if digits:
+        return "digits"
+    if len(text_q) <= 2 and not text_q.isascii():
+        return "short"
+    return "fuzzy" if fuzzy and len(text_q) >= 3 else "text"
+
+
+def search_values(text_q: str, digits: str | None) -> dict[str, Any]:
+    """The values of a search's bind parameters (`q_code`, or the `q_like` pattern and the
+    `q_term` it ranks by), the same for a statement built now or compiled earlier."""
+    if _CODE_SHAPE.match(text_q):
+        return {"q_code": text_q.upper()}
+    if digits:
+        return {"q_like": "%" + digits + "%", "q_term": digits}
+    escaped = text_q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    if len(text_q) <= 2 and not text_q.isascii():
+        return {"q_like": escaped + "%", "q_term": text_q}
+    return {"q_like": "%" + escaped + "%", "q_term": text_q}
+
+
 def search_condition(
     text_q: str, digits: str | None, *, fuzzy: bool = False
 ) -> tuple[ColumnElement[bool], Any]:
@@ -514,24 +538,32 @@ def search_condition(
     A code finds its customer exactly; digits find phones by substring; text finds names,
     pinyin and emails by trigram-indexed substring, and with `fuzzy` also by word similarity
     (typos) — a costlier search the list runs only when the substring finds nothing. One or two
-    Chinese characters are too short for trigrams: they match names by prefix (btree)."""
+    Chinese characters are too short for trigrams: they match names by prefix (btree).
+
+    The values are the named bind parameters of `search_values`, so a statement compiled once
+    per `search_class` serves every term of that class (`shaped_list`)."""
+    kind = search_class(text_q, digits, fuzzy=fuzzy)
+    values = search_values(text_q, digits)
     # float8 throughout, so a score survives the JSON round trip of a cursor exactly.
-    if _CODE_SHAPE.match(text_q):
-        return C.code == text_q.upper(), cast(literal(3.0), DOUBLE_PRECISION)
-    if digits:
-        cond: ColumnElement[bool] = C.search_text.like("%" + digits + "%")
-        return cond, cast(func.word_similarity(digits, C.search_text), DOUBLE_PRECISION)
-    escaped = text_q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    if len(text_q) <= 2 and not text_q.isascii():
-        cond = or_(C.name.like(escaped + "%"), C.name == text_q)
-        return cond, cast(case((C.name == text_q, 1.0), else_=0.5), DOUBLE_PRECISION)
-    conds: list[ColumnElement[bool]] = [C.search_text.ilike("%" + escaped + "%")]
-    if fuzzy and len(text_q) >= 3:
+    if kind == "code":
+        return C.code == bindparam("q_code", values["q_code"], type_=C.code.type), cast(
+            literal(3.0), DOUBLE_PRECISION
+        )
+    like = bindparam("q_like", values["q_like"], type_=Text)
+    term = bindparam("q_term", values["q_term"], type_=Text)
+    if kind == "digits":
+        cond: ColumnElement[bool] = C.search_text.like(like)
+        return cond, cast(func.word_similarity(term, C.search_text), DOUBLE_PRECISION)
+    if kind == "short":
+        cond = or_(C.name.like(like), C.name == term)
+        return cond, cast(case((C.name == term, 1.0), else_=0.5), DOUBLE_PRECISION)
+    conds: list[ColumnElement[bool]] = [C.search_text.ilike(like)]
+    if kind == "fuzzy":
         # `<%` is word_similarity above pg_trgm.word_similarity_threshold: tolerates typos.
-        conds.append(literal(text_q).op("<%")(C.search_text))
+        conds.append(term.op("<%")(C.search_text))
     score = cast(
-        case((func.lower(C.name) == text_q, 1.0), else_=0.0)
-        + cast(func.word_similarity(text_q, C.search_text), DOUBLE_PRECISION),
+        case((func.lower(C.name) == term, 1.0), else_=0.0)
+        + cast(func.word_similarity(term, C.search_text), DOUBLE_PRECISION),
         DOUBLE_PRECISION,
     )
     return or_(*conds), score
@@ -740,6 +772,9 @@ def list_statement(
             )
             if after is not None:
                 s_val, s_id = after[0], after[1]
+                if bound:
+                    s_val = bindparam("after_val", None, type_=DOUBLE_PRECISION)
+                    s_id = bindparam("after_id", None, type_=C.id.type)
                 conds_after = or_(score < s_val, and_(score == s_val, C.id > s_id))
                 stmt = stmt.where(conds_after)
             return stmt.order_by(score.desc(), C.id.asc()).limit(limit)
@@ -780,10 +815,11 @@ def list_statement(
     return stmt.order_by(*order).limit(limit)
 
 
-# Filters on a few code values. A list page filtered by these alone (no search, custom field,
-# date or time-relative condition) is compiled once per combination of their values, sort,
-# limit and cursor kind, and reused with the caller's id and the cursor bound as parameters:
-# building and cache-keying the Core statement was a fifth of a list page's CPU.
+# Filters on a few code values. A list page filtered by these alone (no custom field, date or
+# time-relative condition), with or without a search, is compiled once per combination of
+# their values, the kind of search (`search_class`), sort, limit and cursor kind, and reused
+# with the caller's id, the search term and the cursor bound as parameters: building and
+# cache-keying the Core statement was a fifth of a list page's CPU.
 SHAPED_FILTERS = frozenset(
     {"owner", "tier", "lifecycle", "status", "source", "kind", "industry", "region", "flag", "tag"}
 )
@@ -797,14 +833,21 @@ def list_shape(
     after: list[Any] | None,
     limit: int,
     extra: list[ColumnElement[bool]] | None,
+    fuzzy: bool = False,
 ) -> tuple[Any, ...] | None:
     """The key a list page's statement is compiled under, or None when it is built per
-    request (`extra` conditions, or a filter outside `SHAPED_FILTERS`)."""
-    if extra or sort == "relevance":
+    request (`extra` conditions, or a filter outside `SHAPED_FILTERS` and `q`)."""
+    q = filters.get("q")
+    if extra or (sort == "relevance" and not q):
         return None
     values: list[tuple[str, Any]] = []
     for key, value in filters.items():
         if value is None or value == [] or value == {} or key == "tag_mode":
+            continue
+        if key == "q":
+            from app.customers.normalize import query_forms
+
+            values.append(("q", search_class(*query_forms(value), fuzzy=fuzzy)))
             continue
         if key not in SHAPED_FILTERS:
             return None
@@ -817,7 +860,7 @@ def list_shape(
         _owner_filter_within_visibility(principal, filters),
         tuple(values),
         sort,
-        None if after is None else bool(after[0]),
+        None if after is None else sort == "relevance" or bool(after[0]),
         limit,
     )
 
@@ -832,17 +875,31 @@ async def shaped_list(
     after: list[Any] | None,
     limit: int,
     now: datetime,
+    fuzzy: bool = False,
 ) -> list[dict[str, Any]]:
     """Rows of a list page whose statement is compiled once under `shape` (`list_shape`)."""
     values: dict[str, Any] = {"uid": principal.user_id}
-    if after is not None:
+    if filters.get("q"):
+        from app.customers.normalize import query_forms
+
+        values |= search_values(*query_forms(filters["q"]))
+    if after is not None and sort == "relevance":
+        values["after_val"], values["after_id"] = float(after[0]), after[1]
+    elif after is not None:
         col = SORT_COLUMNS[sort.lstrip("-")]
         values["after_val"] = _coerce(col, after[1])
         values["after_id"] = after[2]
 
     def build() -> Select[Any]:
         return list_statement(
-            principal, filters, sort=sort, after=after, limit=limit, now=now, bound=True
+            principal,
+            filters,
+            sort=sort,
+            after=after,
+            limit=limit,
+            now=now,
+            fuzzy=fuzzy,
+            bound=True,
         )
 
     return await raw_fetch(session, shape, build, values)

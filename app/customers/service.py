@@ -706,10 +706,20 @@ async def _page(
     extra: list[ColumnElement[bool]],
     fuzzy: bool,
 ) -> list[Any]:
-    shape = repo.list_shape(principal, fdict, sort=sort, after=after, limit=limit + 1, extra=extra)
+    shape = repo.list_shape(
+        principal, fdict, sort=sort, after=after, limit=limit + 1, extra=extra, fuzzy=fuzzy
+    )
     if shape is not None:
         return await repo.shaped_list(
-            session, principal, shape, fdict, sort=sort, after=after, limit=limit + 1, now=now
+            session,
+            principal,
+            shape,
+            fdict,
+            sort=sort,
+            after=after,
+            limit=limit + 1,
+            now=now,
+            fuzzy=fuzzy,
         )
     stmt = repo.list_statement(
         principal,

@@ -598,9 +598,10 @@ RFM_SQL = text("WITH" + RFM_CTES + "\nSELECT customer_id, r, f, m, segment FROM 
 
 # The sweep's: classes, RFM and predictions in one pass over the customers, one UPDATE of the
 # rows that differ. In two statements: the pass (CREATE TABLE AS, which may use parallel
-# workers for the aggregate over interactions; a statement that writes through a CTE may not)
-# keeps the rows that differ or that a later step must look at in a temp table, with one
-# snapshot for every table it reads as before; the second writes and logs them. A row written
+# workers; a statement that writes through a CTE may not) reads the stored facts
+# (`refresh_facts`, just before) and keeps the rows that differ or that a later step must look
+# at in a temp table, with one snapshot for every table it reads; the second writes and logs
+# them. A row written
 # since the first statement's snapshot fails the UPDATE's xmin check and is left for the next
 # sweep, as a row written during the single statement was.
 def _sweep_statements() -> tuple[str, str]:

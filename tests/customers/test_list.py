@@ -286,3 +286,46 @@ async def test_statements_compiled_once_keep_each_callers_values(
             assert seen.status_code == 200
             hidden = await client.get(f"/api/v1/customers/{other['code']}", headers=rep.headers)
             assert hidden.status_code == 404
+
+
+async def test_searches_compiled_once_find_each_term(
+    client: httpx.AsyncClient, engine: AsyncEngine
+):
+    """Each kind of search (code, phone digits, one or two characters, text, typo-tolerant
+    text) is compiled once and bound with each term: a search after another of its kind finds
+    its own customers, never the previous term's, and pages on its own cursor."""
+    m = await make_user(engine, role=Role.manager)
+    made = await _seed_search(client, m)
+    west = made["杭州西湖茶业"]["code"]
+    bj, sh = "北京某某科技有限公司", "上海浦东物流集团"
+    kinds = [
+        (west, ["杭州西湖茶业"], made[bj]["code"], [bj]),
+        ("13812345678", [bj], "02168881234", [sh]),
+        ("北京", [bj], "上海", [sh]),
+        ("某某科技", [bj], "浦东物流", [sh]),
+        ("huawai technologies", ["Huawei Technologies"], "pudong logistcs", [sh]),
+    ]
+    for _ in range(2):  # the second round runs on the statements compiled in the first
+        for q_one, want_one, q_two, want_two in kinds:
+            assert (await _names(client, m, q=q_one))[:1] == want_one, q_one
+            assert (await _names(client, m, q=q_two))[:1] == want_two, q_two
+    # Relevance pages of one term, then of another: each cursor is the page's own.
+    for name in ("苏州园林有限公司", "无锡太湖有限公司", "广州物流集团"):
+        made[name] = await make_customer(client, m, name=name)
+    for _ in range(2):
+        for q in ("有限公司", "物流集团"):
+            first = await client.get(
+                "/api/v1/customers", params={"q": q, "limit": 1}, headers=m.headers
+            )
+            page = first.json()
+            seen = [c["name"] for c in page["items"]]
+            while page["next_cursor"]:
+                page = (
+                    await client.get(
+                        "/api/v1/customers",
+                        params={"q": q, "limit": 1, "cursor": page["next_cursor"]},
+                        headers=m.headers,
+                    )
+                ).json()
+                seen.extend(c["name"] for c in page["items"])
+            assert sorted(seen) == sorted(n for n in made if q in n), q
