@@ -218,6 +218,10 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
         ResilienceMiddleware,
         timeout=settings.request_timeout_seconds,
         attempts=settings.db_retry_attempts,
+        long_requests={
+            ("PUT", f"{API_PREFIX}/segments/rules"): settings.sweep_request_timeout_seconds,
+            ("POST", f"{API_PREFIX}/segments/recompute"): settings.sweep_request_timeout_seconds,
+        },
     )
     if settings.rate_limit_enabled:
         app.add_middleware(

@@ -289,3 +289,45 @@ async def test_exhausted_pool_is_a_clean_503_and_then_serves(
             assert await _count(engine) == 1
     finally:
         await small.dispose()
+
+
+@pytest.mark.parametrize("long_timeout", [30.0, 0.2])
+async def test_a_whole_base_recompute_has_its_own_longer_timeout(
+    engine: AsyncEngine, database_url: str, monkeypatch: pytest.MonkeyPatch, long_timeout: float
+):
+    """A recompute of the whole base runs inside its request and may take minutes on a large
+    base: it gets `sweep_request_timeout_seconds`, every other request the general timeout."""
+    from app.segments import repository as segments_repo
+
+    settings = Settings(
+        request_timeout_seconds=0.2,
+        sweep_request_timeout_seconds=long_timeout,
+        rate_limit_enabled=False,
+    )
+    app = create_app(settings, database_url=database_url)
+    other = build_engine(database_url, settings)
+    app.state.engine = other
+    app.state.sessionmaker = build_sessionmaker(other)
+    admin = await make_user(engine, role=Role.admin)
+    real = segments_repo.refresh_facts
+
+    async def slow(session: Any, **kwargs: Any) -> dict[str, Any]:
+        await asyncio.sleep(0.5)
+        return await real(session, **kwargs)
+
+    monkeypatch.setattr(segments_repo, "refresh_facts", slow)
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://test"
+        ) as c:
+            r = await c.post("/api/v1/segments/recompute", headers=admin.headers)
+        async with engine.connect() as conn:
+            sweeps = await conn.scalar(text("SELECT count(*) FROM segment_sweeps"))
+        if long_timeout > 1:
+            assert r.status_code == 200, r.text
+            assert sweeps == 1
+        else:
+            assert r.status_code == 503 and r.json()["type"].endswith("request-timeout")
+            assert sweeps == 0
+    finally:
+        await other.dispose()

@@ -53,6 +53,10 @@ class Settings(BaseSettings):
     page_size_max: int = 200
 
     request_timeout_seconds: float = 30.0
+    # The two requests that recompute the whole base inside themselves (PUT
+    # /segments/rules, POST /segments/recompute): a rule change that reclassifies most of a
+    # large base takes minutes (about 4 at 1M customers).
+    sweep_request_timeout_seconds: float = 1800.0
     # Serialization failures and deadlocks are retried this many times before a 503.
     db_retry_attempts: int = 3
 

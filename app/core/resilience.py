@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -17,10 +18,20 @@ RETRY_HEADER = b"x-crm-retryable"
 
 
 class ResilienceMiddleware:
-    def __init__(self, app: ASGIApp, *, timeout: float, attempts: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        timeout: float,
+        attempts: int,
+        long_requests: Mapping[tuple[str, str], float] | None = None,
+    ) -> None:
+        """`long_requests`: (method, path) of the requests that may run longer, with their own
+        timeout (the whole-base recomputes)."""
         self.app = app
         self.timeout = timeout
         self.attempts = max(1, attempts)
+        self.long_requests = dict(long_requests or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -35,6 +46,7 @@ class ResilienceMiddleware:
                 body_messages.append(message)
                 if message["type"] != "http.request" or not message.get("more_body"):
                     break
+        timeout = self.long_requests.get((scope["method"], scope["path"]), self.timeout)
         for attempt in range(1, self.attempts + 1):
             retry = await self._attempt(
                 scope,
@@ -42,6 +54,7 @@ class ResilienceMiddleware:
                 send,
                 body_messages if replayable else None,
                 last=attempt == self.attempts,
+                seconds=timeout,
             )
             if not retry:
                 return
@@ -56,6 +69,7 @@ class ResilienceMiddleware:
         body_messages: list[Message] | None,
         *,
         last: bool,
+        seconds: float,
     ) -> bool:
         """Run the app once; True when the request should run again."""
         replay = iter(body_messages or [])
@@ -82,7 +96,7 @@ class ResilienceMiddleware:
             await send(message)
 
         try:
-            async with asyncio.timeout(self.timeout):
+            async with asyncio.timeout(seconds):
                 await self.app(
                     scope, replay_receive if body_messages is not None else receive, guarded_send
                 )
