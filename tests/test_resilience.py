@@ -232,14 +232,22 @@ async def test_rate_limits_per_principal_and_ip(engine: AsyncEngine, database_ur
         assert ok.status_code == 200
 
 
-async def test_request_timeout(
-    engine: AsyncEngine, database_url: str, monkeypatch: pytest.MonkeyPatch
-):
-    settings = Settings(request_timeout_seconds=0.2, rate_limit_enabled=False)
+def _app_on_own_engine(settings: Settings, database_url: str) -> tuple[Any, AsyncEngine]:
+    """An app with these settings on an engine of its own (a cancelled request may leave a
+    connection the shared test engine must not get back); dispose the engine after."""
     app = create_app(settings, database_url=database_url)
     other = build_engine(database_url, settings)
     app.state.engine = other
     app.state.sessionmaker = build_sessionmaker(other)
+    return app, other
+
+
+async def test_request_timeout(
+    engine: AsyncEngine, database_url: str, monkeypatch: pytest.MonkeyPatch
+):
+    app, other = _app_on_own_engine(
+        Settings(request_timeout_seconds=0.2, rate_limit_enabled=False), database_url
+    )
     m = await make_user(engine, role=Role.manager)
     real = customers_repo.insert_with_code
 
@@ -299,15 +307,14 @@ async def test_a_whole_base_recompute_has_its_own_longer_timeout(
     base: it gets `sweep_request_timeout_seconds`, every other request the general timeout."""
     from app.segments import repository as segments_repo
 
-    settings = Settings(
-        request_timeout_seconds=0.2,
-        sweep_request_timeout_seconds=long_timeout,
-        rate_limit_enabled=False,
+    app, other = _app_on_own_engine(
+        Settings(
+            request_timeout_seconds=0.2,
+            sweep_request_timeout_seconds=long_timeout,
+            rate_limit_enabled=False,
+        ),
+        database_url,
     )
-    app = create_app(settings, database_url=database_url)
-    other = build_engine(database_url, settings)
-    app.state.engine = other
-    app.state.sessionmaker = build_sessionmaker(other)
     admin = await make_user(engine, role=Role.admin)
     real = segments_repo.refresh_facts
 

@@ -84,11 +84,9 @@ PURCHASES_CTE = """
           ) AS d
          GROUP BY d.customer_id
     )"""
-_FILL_HISTORIES = text(
-    """
-    WITH"""  # noqa: S608 (constant SQL fragments, no input)
-    + PURCHASES_CTE.replace("/*purchase_scope*/", "")
-    + """,
+# Both fills below end so: every buyer's totals, and the history of each with a purchase on or
+# before `through` (min(day) is then the history's first day).
+_FILL_TAIL = """,
     totals AS (
         INSERT INTO purchase_totals (customer_id, last_day, purchases, amount)
         SELECT customer_id, last_day, purchases, amount FROM per
@@ -97,9 +95,13 @@ _FILL_HISTORIES = text(
     SELECT customer_id, x, last_day_through - first_day,
            CAST(:through AS date) - first_day, recorded_at
       FROM per
-     -- The first purchase on or before `through`: min(day) is then the history's first day.
      WHERE x >= 0
     """
+_FILL_HISTORIES = text(
+    """
+    WITH"""
+    + PURCHASES_CTE.replace("/*purchase_scope*/", "")
+    + _FILL_TAIL
 )
 
 
@@ -130,24 +132,16 @@ async def build_histories(session: AsyncSession, *, through: date, tz: str) -> N
 # scan of every purchase.
 _FILL_FROM_FACTS = text(
     """
-    WITH live AS (
-        SELECT f.customer_id, f.x, f.first_day, f.last_day_through, f.recorded_through,
-               f.last_day, f.deals, f.amount
+    WITH per AS ("""  # noqa: S608 (constant SQL fragments, no input)
+    + """
+        SELECT f.customer_id, f.x, f.first_day, f.last_day_through,
+               f.recorded_through AS recorded_at, f.last_day, f.deals AS purchases, f.amount
           FROM sweep_facts f
          WHERE f.last_day IS NOT NULL
            AND NOT EXISTS (SELECT FROM customers c
                             WHERE c.id = f.customer_id AND c.deleted_at IS NOT NULL)
-    ),
-    totals AS (
-        INSERT INTO purchase_totals (customer_id, last_day, purchases, amount)
-        SELECT customer_id, last_day, deals, amount FROM live
-    )
-    INSERT INTO purchase_histories (customer_id, x, t_x, t, purchase_recorded_at)
-    SELECT customer_id, x, last_day_through - first_day,
-           CAST(:through AS date) - first_day, recorded_through
-      FROM live
-     WHERE x >= 0
-    """
+    )"""
+    + _FILL_TAIL
 )
 
 
