@@ -847,7 +847,9 @@ def list_shape(
         if key == "q":
             from app.customers.normalize import query_forms
 
-            values.append(("q", search_class(*query_forms(value), fuzzy=fuzzy)))
+            # An empty term searches nothing (`list_conditions`): no search in the key either.
+            if value:
+                values.append(("q", search_class(*query_forms(value), fuzzy=fuzzy)))
             continue
         if key not in SHAPED_FILTERS:
             return None
