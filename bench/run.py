@@ -783,7 +783,13 @@ def markdown(report: dict[str, Any]) -> str:
             "| | | |",
             "",
             f"All changed: timed {sweep['all'].get('when', 'after the sweeps above')}; its "
-            f"wrong classes: {sweep['all'].get('setup', 'one UPDATE of the indexed table')}.",
+            f"wrong classes: {sweep['all'].get('setup', 'one UPDATE of the indexed table')}"
+            + (
+                f"; {sweep['all']['hot_updates']:,} of its {sweep['all']['row_updates']:,} "
+                "row updates of customers were HOT (no index touched)."
+                if "hot_updates" in sweep["all"]
+                else "."
+            ),
             "",
             f"No-op / bare aggregate: **{_f(ratio, 2)}×** (target ≤ {SWEEP_NOOP_TARGET}×). The "
             "bare aggregate is the sweep's own `agg` CTE (`app.segments.repository`) run alone "
