@@ -5,11 +5,11 @@
 1. generate (or reuse) the base (`bench.generate`);
 2. draw the requests from it (`bench.workload`) and record, through the real app in-process,
    exactly what each endpoint sends to PostgreSQL (`bench.capture`);
-3. start the API (`crm serve`, same uvicorn settings), the stack app (`bench.stack_app`) and
-   the framework floor (the stack app's work behind a bare FastAPI app) with the same worker
-   count;
-4. per endpoint, in turn: the API under wrk, the stack app under wrk, the framework floor under
-   wrk, pgbench replaying the same round trips — same connections, same duration;
+3. start the API (`crm serve`, same uvicorn settings), the stack app (`bench.stack_app`) and,
+   with `--floor`, the framework floor (the stack app's work behind a bare FastAPI app) with the
+   same worker count;
+4. per endpoint, in turn: the API under wrk, the stack app under wrk, (the framework floor under
+   wrk,) pgbench replaying the same round trips — same connections, same duration;
 5. write bench/results/<timestamp>.md and .json.
 """
 
@@ -977,12 +977,23 @@ def run(args: argparse.Namespace) -> Path:
         folder / "stack.log",
         "crm-bench-stack",
     )
-    floor = Server(
-        "framework",
-        [sys.executable, "-m", "bench.stack_app", "--framework", "--workers", str(args.workers)],
-        stack_env,
-        folder / "framework.log",
-        "crm-bench-framework",
+    floor = (
+        None
+        if not args.floor
+        else Server(
+            "framework",
+            [
+                sys.executable,
+                "-m",
+                "bench.stack_app",
+                "--framework",
+                "--workers",
+                str(args.workers),
+            ],
+            stack_env,
+            folder / "framework.log",
+            "crm-bench-framework",
+        )
     )
     layout = pgbench.Layout(
         customers=info.customers,
@@ -997,7 +1008,8 @@ def run(args: argparse.Namespace) -> Path:
     try:
         api.wait_ready()
         stack.wait_ready()
-        floor.wait_ready()
+        if floor:
+            floor.wait_ready()
         common = {"connections": args.connections, "seconds": args.duration, "warmup": args.warmup}
         for name in args.endpoints:
             scenario = scenarios[name]
@@ -1009,8 +1021,11 @@ def run(args: argparse.Namespace) -> Path:
             say(f"   api     {_summary(row['api'])}")
             row["stack"] = measure_http(wrk, scenario, stack, dsn=dsn, folder=folder, **common)
             say(f"   stack   {_summary(row['stack'])}")
-            row["framework"] = measure_http(wrk, scenario, floor, dsn=dsn, folder=folder, **common)
-            say(f"   floor   {_summary(row['framework'])}")
+            if floor:
+                row["framework"] = measure_http(
+                    wrk, scenario, floor, dsn=dsn, folder=folder, **common
+                )
+                say(f"   floor   {_summary(row['framework'])}")
             # No warmup of its own: the stack app ran the same statements on the same base for
             # warmup + duration seconds just before (pgbench's connections are new either way).
             row["pgbench"] = measure_pgbench(
@@ -1022,9 +1037,12 @@ def run(args: argparse.Namespace) -> Path:
                 "api_stack": ratio,
                 "api_pgbench": _ratio(row["api"]["rps"], row["pgbench"]["rps"]),
                 "stack_pgbench": _ratio(row["stack"]["rps"], row["pgbench"]["rps"]),
-                "framework_stack": _ratio(row["framework"]["rps"], row["stack"]["rps"]),
-                "api_framework": _ratio(row["api"]["rps"], row["framework"]["rps"]),
             }
+            if floor:
+                row["ratios"] |= {
+                    "framework_stack": _ratio(row["framework"]["rps"], row["stack"]["rps"]),
+                    "api_framework": _ratio(row["api"]["rps"], row["framework"]["rps"]),
+                }
             row["verdict"] = verdict(name, scenario.write, row["api"], ratio)
             if "profile" in row["api"]:
                 profiles[name] = row["api"].pop("profile")
@@ -1044,7 +1062,8 @@ def run(args: argparse.Namespace) -> Path:
     finally:
         api.stop()
         stack.stop()
-        floor.stop()
+        if floor:
+            floor.stop()
         asyncio.run(_delete_created(dsn, max_ids))
 
     figures: dict[str, Any] = {}
@@ -1055,6 +1074,7 @@ def run(args: argparse.Namespace) -> Path:
     rss = [
         {"server": s.name, "pid": pid, "role": _role(s, pid), "peak_mb": round(mb, 1)}
         for s in (api, stack, floor)
+        if s
         for pid, mb in s.peak.items()
     ]
     report = {
@@ -1264,6 +1284,12 @@ def main(argv: list[str] | None = None) -> None:
         dest="figures",
         action="store_false",
         help="skip the whole-base figures (sweep times, bulk tag)",
+    )
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="also measure the framework floor (the stack app behind a bare FastAPI app): a "
+        "third load measurement per endpoint",
     )
     parser.add_argument("--driver", choices=["auto", "wrk", "python"], default="auto")
     parser.add_argument("--profile", action="store_true", help="py-spy the API under load")

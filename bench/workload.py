@@ -459,21 +459,26 @@ async def webhook_scenario(conn: asyncpg.Connection, info: BaseInfo, url: str) -
     inputs: list[dict[str, Any]] = []
     results: list[dict[str, Any]] = []
     choices: list[list[dict[str, int]]] = []
-    salt = 0
+    # Callers drawn by id from their own seeded generator: fetched by primary key, not by
+    # ordering the whole base (a second a variant at 1M).
+    callers_rng = random.Random(29)
     while len(variants) < VARIANTS:
         i = len(variants)
         if i % NEW_EVERY == NEW_EVERY - 1:
             variants.append((str(FORM["slug"]), []))
             choices.append([])
             continue
-        salt += 1
-        rows = await conn.fetch(
-            "SELECT id, code, phone FROM customers WHERE deleted_at IS NULL AND phone LIKE '+861%' "
-            "AND id BETWEEN 1001 AND $1 ORDER BY hashint8(id + $2), id LIMIT $3",
-            info.customers,
-            salt * 7919,
-            PER_VARIANT,
-        )
+        rows: list[asyncpg.Record] = []
+        while len(rows) < PER_VARIANT:
+            ids = callers_rng.sample(range(1001, info.customers + 1), PER_VARIANT * 2)
+            rows += await conn.fetch(
+                "SELECT id, code, phone FROM customers WHERE id = ANY($1::bigint[]) "
+                "AND deleted_at IS NULL AND phone LIKE '+861%' AND NOT (id = ANY($2::bigint[])) "
+                "ORDER BY id LIMIT $3",
+                ids,
+                [r["id"] for r in rows],
+                PER_VARIANT - len(rows),
+            )
         digits = [r["phone"][3:] for r in rows]
         variants.append((str(CALLS["slug"]), digits))
         choices.append([{"phonenum": int(d)} for d in digits])
