@@ -21,12 +21,14 @@ from app.auth.router import router as auth_router
 from app.core.config import Settings, get_settings
 from app.core.db import build_engine, build_sessionmaker, resolve_database_url
 from app.core.errors import document_problems, install_error_handlers
+from app.core.hotroutes import HotReadMiddleware, compile_hot_reads
 from app.core.logging import configure_logging
 from app.core.middleware import RequestContextMiddleware
 from app.core.ratelimit import RateLimitMiddleware
 from app.core.resilience import ResilienceMiddleware
 from app.core.responses import FastJSONResponse
 from app.customers import normalize
+from app.customers.router import HOT_READS
 from app.customers.router import router as customers_router
 from app.exports.router import router as exports_router
 from app.fields.router import router as fields_router
@@ -213,6 +215,11 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
             allow_methods=["*"],
             allow_headers=["*"],
             expose_headers=["ETag", "X-Request-ID", "Location"],
+        )
+    if settings.hot_reads:
+        # Innermost, inside the timeout, retries, rate limit and access log like any route.
+        app.add_middleware(
+            HotReadMiddleware, reads=compile_hot_reads(list(iter_routes()), HOT_READS)
         )
     app.add_middleware(
         ResilienceMiddleware,

@@ -231,8 +231,14 @@ async def get_read_connection(request: Request) -> AsyncIterator[AsyncConnection
     """For single-row reads that need no ORM: a pooled connection in autocommit, without
     the Session around it (its creation, greenlet hops and close cost about a tenth of a
     get-one request). Core statements (`execute`, `scalar`) and `rawsql.raw_fetch` run on it."""
-    async with _readers(request.app.state.engine)[0].connect() as conn:
+    async with read_connection(request.app.state.engine) as conn:
         yield conn
+
+
+def read_connection(engine: AsyncEngine) -> AsyncConnection:
+    """A pooled connection in autocommit, to use as `async with` (what `ReadConnectionDep`
+    gives a route; the hot reads take theirs here)."""
+    return _readers(engine)[0].connect()
 
 
 ReadConnectionDep = Annotated[AsyncConnection, Depends(get_read_connection, scope="function")]
