@@ -77,7 +77,7 @@ def _required_scope(route: APIRoute) -> str:
     checks = [c for c in calls if hasattr(c, "required_scope")]
     if len(calls) != 2 or get_read_connection not in calls or len(checks) != 1:
         raise HotRouteError(f"{name}: needs more than a read connection and a permission")
-    scope = checks[0].required_scope
+    scope = getattr(checks[0], "required_scope", None)
     if not isinstance(scope, str) or scope in {"public", "authenticated"}:
         raise HotRouteError(f"{name}: a hot read needs an explicit permission")
     return scope
@@ -99,7 +99,7 @@ def compile_hot_reads(
             (
                 i
                 for i, (_, r) in enumerate(routes)
-                if r.endpoint is read.endpoint and "GET" in r.methods
+                if r.endpoint is read.endpoint and "GET" in (r.methods or ())
             ),
             None,
         )
@@ -110,7 +110,7 @@ def compile_hot_reads(
         regex = re.compile("^" + re.escape(prefix) + route.path_regex.pattern.removeprefix("^"))
         shadowed = set()
         for earlier_full, earlier in routes[:position]:
-            if "GET" not in earlier.methods or not regex.match(_sample_path(earlier_full)):
+            if "GET" not in (earlier.methods or ()) or not regex.match(_sample_path(earlier_full)):
                 continue
             if earlier.param_convertors:
                 raise HotRouteError(f"{full}: {earlier_full} may claim the same paths")
