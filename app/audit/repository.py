@@ -12,11 +12,12 @@ from sqlalchemy import insert as sql_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.core import rawsql
+from app.core.db import Writer
 from app.models.audit import AuditLog
 
 
 async def insert(
-    session: AsyncSession,
+    session: Writer,
     *,
     actor: str,
     action: str,

@@ -13,11 +13,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from app.audit import repository
 from app.auth.principal import Principal
 from app.core.context import request_id_var
+from app.core.db import Writer
 from app.models.audit import AuditLog
 
 
 async def record(
-    session: AsyncSession,
+    session: Writer,
     *,
     actor: Principal | str,
     action: str,

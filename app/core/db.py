@@ -243,6 +243,22 @@ def read_connection(engine: AsyncEngine) -> AsyncConnection:
 
 ReadConnectionDep = Annotated[AsyncConnection, Depends(get_read_connection, scope="function")]
 
+
+async def get_write_connection(request: Request) -> AsyncIterator[AsyncConnection]:
+    """One transaction per request on a bare pooled connection, for write paths whose
+    statements are all Core or raw (no ORM entities): committed when the handler returns,
+    rolled back on any error, like `get_session`, without the Session around it (its
+    creation, state machine, greenlet hops and close: about 0.15-0.3 ms a request)."""
+    async with request.app.state.engine.begin() as conn:
+        yield conn
+
+
+WriteConnectionDep = Annotated[AsyncConnection, Depends(get_write_connection, scope="function")]
+
+# What a write's service and repository functions run on: the request's session, or a bare
+# connection in a transaction.
+Writer = AsyncSession | AsyncConnection
+
 # scope="function": the commit happens before the response is sent, so a failed commit is an
 # error answer, never a 2xx for a change that did not land.
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]

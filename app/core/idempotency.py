@@ -10,8 +10,8 @@ from typing import Any
 import orjson
 from sqlalchemy import cast, select, update
 from sqlalchemy.dialects.postgresql import JSONB, insert
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.db import Writer
 from app.core.errors import ValidationFailed, field_error
 from app.models.customer import IdempotencyKey
 
@@ -22,7 +22,7 @@ def request_hash(scope: str, payload: Any) -> str:
 
 
 async def replay_or_reserve(
-    session: AsyncSession, subject: str, key: str, scope: str, payload: Any
+    session: Writer, subject: str, key: str, scope: str, payload: Any
 ) -> dict[str, Any] | None:
     """The stored answer for a repeated request, or None after reserving the key."""
     digest = request_hash(scope, payload)
@@ -34,20 +34,26 @@ async def replay_or_reserve(
     )
     if inserted is not None:
         return None
-    stored = await session.scalar(
-        select(IdempotencyKey).where(IdempotencyKey.principal == subject, IdempotencyKey.key == key)
-    )
+    # Columns, not the entity: `session` may be a bare connection (no ORM).
+    stored = (
+        await session.execute(
+            select(IdempotencyKey.request_hash, IdempotencyKey.response).where(
+                IdempotencyKey.principal == subject, IdempotencyKey.key == key
+            )
+        )
+    ).first()
     if stored is None or stored.request_hash != digest or stored.response is None:
         raise ValidationFailed(
             "This Idempotency-Key was used with a different request.",
             "该 Idempotency-Key 已用于另一个不同的请求。",
             errors=[field_error("Idempotency-Key", "reused with a different body")],
         )
-    return stored.response
+    response: dict[str, Any] = stored.response
+    return response
 
 
 async def remember(
-    session: AsyncSession, subject: str, key: str, status_code: int, body: dict[str, Any]
+    session: Writer, subject: str, key: str, status_code: int, body: dict[str, Any]
 ) -> None:
     await session.execute(
         update(IdempotencyKey)

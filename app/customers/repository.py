@@ -46,7 +46,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.auth.principal import Principal
 from app.core import rawsql
-from app.core.db import Reader
+from app.core.db import Reader, Writer
 from app.models.customer import Customer, CustomField, SourceChannel
 from app.models.tag import CustomerTag, Tag, TagCategory
 
@@ -336,7 +336,7 @@ async def insert_customer(session: AsyncSession, values: dict[str, Any]) -> dict
 
 
 async def update_customer(
-    session: AsyncSession, customer_id: int, values: dict[str, Any]
+    session: Writer, customer_id: int, values: dict[str, Any]
 ) -> dict[str, Any]:
     row = (
         (
@@ -364,7 +364,7 @@ async def set_deleted(
     return await update_customer(session, customer_id, {**values, "updated_by": actor})
 
 
-async def cooperation_of(session: AsyncSession, customer_id: int) -> dict[str, Any] | None:
+async def cooperation_of(session: Writer, customer_id: int) -> dict[str, Any] | None:
     row = (
         (
             await session.execute(

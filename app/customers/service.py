@@ -15,7 +15,7 @@ from app.audit import service as audit
 from app.auth.principal import Principal
 from app.core import idempotency
 from app.core.config import get_settings
-from app.core.db import Reader
+from app.core.db import Reader, Writer
 from app.core.errors import (
     AppError,
     Forbidden,
@@ -197,7 +197,7 @@ async def require_visible(session: AsyncSession, principal: Principal, code: str
     return customer_id
 
 
-async def require_writable(session: AsyncSession, principal: Principal, code: str) -> int:
+async def require_writable(session: Writer, principal: Principal, code: str) -> int:
     """The customer id when the caller may change it; a visible but not writable one is 403."""
     customer_id = await repo.customer_id_for(session, principal, code, for_write=True)
     if customer_id is None:
@@ -454,9 +454,7 @@ async def create(
     return public
 
 
-async def note_deal(
-    session: AsyncSession, principal: Principal, customer_id: int, day: date
-) -> None:
+async def note_deal(session: Writer, principal: Principal, customer_id: int, day: date) -> None:
     """A deal starts cooperation: not_started becomes active, the first date is set once."""
     before = await repo.cooperation_of(session, customer_id)
     if before is None:

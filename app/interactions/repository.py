@@ -9,7 +9,7 @@ from sqlalchemy import ColumnElement, Select, and_, bindparam, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.principal import Principal
-from app.core.db import Reader
+from app.core.db import Reader, Writer
 from app.customers.repository import raw_fetch, readable, writable
 from app.models.customer import Customer
 from app.models.interaction import Interaction, Task
@@ -53,7 +53,7 @@ _FROM = Interaction.__table__.join(Customer.__table__, C.id == I.customer_id).ou
 
 
 async def lock_writable_customer(
-    session: AsyncSession, principal: Principal, code: str
+    session: Writer, principal: Principal, code: str
 ) -> tuple[int, str] | None:
     """Lock the customer row the caller may write: writes to one customer run one at a time,
     so each recompute sees every interaction committed before it."""
@@ -114,7 +114,7 @@ SELECT i.id, i.customer_id, i.occurred_at, i.channel, i.kind, i.direction, i.sum
 )
 
 
-async def insert(session: AsyncSession, values: dict[str, Any]) -> dict[str, Any]:
+async def insert(session: Writer, values: dict[str, Any]) -> dict[str, Any]:
     return (await raw_fetch(session, "interactions.insert", _INSERT_SQL, values))[0]
 
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Header, Query, Response
 
 from app.auth.dependencies import require
 from app.auth.principal import Principal
-from app.core.db import ReadConnectionDep, ReadSessionDep, SessionDep
+from app.core.db import ReadConnectionDep, ReadSessionDep, SessionDep, WriteConnectionDep
 from app.core.responses import FastJSONResponse
 from app.customers.dependencies import parse_if_match
 from app.interactions import service
@@ -46,7 +46,7 @@ def _with_etag(body: dict[str, Any], status_code: int = 200) -> FastJSONResponse
 @router.post("", response_model=InteractionRead, status_code=201, responses=WRITE_ERRORS)
 async def create_interaction(
     body: InteractionCreate,
-    session: SessionDep,
+    session: WriteConnectionDep,
     principal: Annotated[Principal, require("interactions:write")],
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> Response:

@@ -14,7 +14,7 @@ from app.audit import service as audit
 from app.auth.principal import Principal
 from app.core import idempotency
 from app.core.config import get_settings
-from app.core.db import Reader
+from app.core.db import Reader, Writer
 from app.core.errors import NotFound, PreconditionFailed, ValidationFailed, field_error
 from app.core.pagination import decode_cursor, encode_cursor
 from app.customers import service as customer_service
@@ -78,9 +78,7 @@ def _audit_view(values: dict[str, Any]) -> dict[str, Any]:
     return view
 
 
-async def _locked_customer(
-    session: AsyncSession, principal: Principal, code: str
-) -> tuple[int, str]:
+async def _locked_customer(session: Writer, principal: Principal, code: str) -> tuple[int, str]:
     locked = await repo.lock_writable_customer(session, principal, code)
     if locked is None:
         # Not writable: 404 when hidden, 403 when visible (a pool customer: claim it first).
@@ -90,7 +88,7 @@ async def _locked_customer(
 
 
 async def create(
-    session: AsyncSession,
+    session: Writer,
     principal: Principal,
     data: InteractionCreate,
     *,
@@ -113,7 +111,7 @@ async def create(
 
 
 async def create_locked(
-    session: AsyncSession,
+    session: Writer,
     principal: Principal,
     data: InteractionCreate,
     customer: tuple[int, str],
@@ -124,7 +122,7 @@ async def create_locked(
 
 
 async def _create(
-    session: AsyncSession,
+    session: Writer,
     principal: Principal,
     data: InteractionCreate,
     locked: tuple[int, str] | None = None,

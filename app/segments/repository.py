@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.principal import Principal
 from app.core import rawsql
+from app.core.db import Writer
 from app.customers.enums import codes
 from app.customers.repository import readable
 from app.models.customer import Customer
@@ -487,7 +488,7 @@ SELECT k.tier, k.lifecycle, k.activity, k.last_touch, k.quiet_days, k.deals, k.k
 
 
 async def classify_customer(
-    session: AsyncSession, customer_id: int, *, cause: str, tz: str
+    session: Writer, customer_id: int, *, cause: str, tz: str
 ) -> dict[str, Any]:
     # On every interaction and classifying edit: compiled once, run on the asyncpg connection.
     (row,) = await rawsql.raw_fetch(

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.audit import service as audit
 from app.auth.principal import Principal
 from app.core.config import get_settings
+from app.core.db import Writer
 from app.core.errors import Conflict, NotFound
 from app.customers import service as customer_service
 from app.pool import service as pool_service
@@ -27,7 +28,7 @@ def _tz() -> str:
     return get_settings().timezone
 
 
-async def recompute_customer(session: AsyncSession, customer_id: int, *, cause: str) -> None:
+async def recompute_customer(session: Writer, customer_id: int, *, cause: str) -> None:
     """Reclassify one customer inside the caller's transaction (a read right after sees it)."""
     await repo.classify_customer(session, customer_id, cause=cause, tz=_tz())
 

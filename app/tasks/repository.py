@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.permissions import Role
 from app.auth.principal import Principal
+from app.core.db import Writer
 from app.customers.repository import readable, writable
 from app.models.customer import Customer
 from app.models.interaction import Task
@@ -49,7 +50,7 @@ TASK_COLUMNS: list[ColumnElement[Any]] = [
 _FROM = Task.__table__.join(Customer.__table__, C.id == T.customer_id)
 
 
-async def staff_principal(session: AsyncSession, user_id: int) -> Principal | None:
+async def staff_principal(session: Writer, user_id: int) -> Principal | None:
     """An active staff user as a principal (for "can this person see that customer")."""
     role = await session.scalar(select(U.role).where(U.id == user_id, U.is_active))
     if role is None:
@@ -57,7 +58,7 @@ async def staff_principal(session: AsyncSession, user_id: int) -> Principal | No
     return Principal(kind="user", id=user_id, role=Role(role), scopes=frozenset())
 
 
-async def customer_visible_to(session: AsyncSession, customer_id: int, who: Principal) -> bool:
+async def customer_visible_to(session: Writer, customer_id: int, who: Principal) -> bool:
     return bool(await session.scalar(select(exists().where(C.id == customer_id, readable(who)))))
 
 

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import service as audit
 from app.auth.principal import Principal
+from app.core.db import Writer
 from app.core.errors import (
     Forbidden,
     NotFound,
@@ -45,7 +46,7 @@ def to_public(row: dict[str, Any], now: datetime | None = None) -> dict[str, Any
     }
 
 
-async def require_staff(session: AsyncSession, user_id: int, field: str) -> Principal:
+async def require_staff(session: Writer, user_id: int, field: str) -> Principal:
     """An active staff user, or a 422 naming `field`."""
     staff = await repo.staff_principal(session, user_id)
     if staff is None:
@@ -53,9 +54,7 @@ async def require_staff(session: AsyncSession, user_id: int, field: str) -> Prin
     return staff
 
 
-async def check_assignee(
-    session: AsyncSession, assignee_id: int, customer_id: int, field: str
-) -> None:
+async def check_assignee(session: Writer, assignee_id: int, customer_id: int, field: str) -> None:
     """A task goes only to someone who can see its customer (a rep: own or pool customers)."""
     staff = await require_staff(session, assignee_id, field)
     if not await repo.customer_visible_to(session, customer_id, staff):
