@@ -128,12 +128,28 @@ async def test_health_ready_metrics(client: httpx.AsyncClient):
     assert m.status_code == 200 and "crm_http_requests_total" in m.text
 
 
+def _requests_total(metrics: str, route: str) -> float:
+    line = f'crm_http_requests_total{{method="GET",route="{route}",status="200"}} '
+    found = [row for row in metrics.splitlines() if row.startswith(line)]
+    return float(found[0].removeprefix(line)) if found else 0.0
+
+
+async def test_each_request_is_counted_under_its_route(client: httpx.AsyncClient):
+    before = _requests_total((await client.get("/metrics")).text, "/healthz")
+    for _ in range(3):
+        assert (await client.get("/healthz")).status_code == 200
+    after = _requests_total((await client.get("/metrics")).text, "/healthz")
+    assert after - before == 3
+
+
 async def test_request_id_is_echoed_or_generated(client: httpx.AsyncClient):
     mine = await client.get("/healthz", headers={"X-Request-ID": "abc-123"})
     assert mine.headers["x-request-id"] == "abc-123"
     generated = await client.get("/healthz", headers={"X-Request-ID": "bad id with spaces"})
     assert generated.headers["x-request-id"] != "bad id with spaces"
     assert len(generated.headers["x-request-id"]) == 32
+    again = await client.get("/healthz")
+    assert again.headers["x-request-id"] != generated.headers["x-request-id"]
 
 
 async def test_unknown_route_and_method_are_problems(client: httpx.AsyncClient):
