@@ -97,7 +97,7 @@ async def test_connection_killed_mid_request_is_clean_503_then_recovers(
         if not killed["done"]:
             killed["done"] = True
             async with engine.connect() as other:
-                pid = await (await session.connection()).scalar(text("SELECT pg_backend_pid()"))
+                pid = await session.scalar(text("SELECT pg_backend_pid()"))
                 await other.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
         return row
 

@@ -290,7 +290,7 @@ _COUNTER_SQL = text(
 )
 
 
-async def take_code(session: AsyncSession, day: date) -> str:
+async def take_code(session: Writer, day: date) -> str:
     """The day's next code, taken in a transaction of its own before the request's: the
     counter row is locked for one statement, so concurrent creates never queue behind each
     other. A create that then fails leaves a gap (codes are unique, never reused, not
@@ -312,9 +312,7 @@ async def reserve_codes(session: AsyncSession | AsyncConnection, day: date, coun
 _INSERT_RETURNING = [col for col in READ_COLUMNS if col is not TAGS]
 
 
-async def insert_with_code(
-    session: AsyncSession, code: str, values: dict[str, Any]
-) -> dict[str, Any]:
+async def insert_with_code(session: Writer, code: str, values: dict[str, Any]) -> dict[str, Any]:
     """Insert a customer under a code already taken (`take_code`); one round trip."""
     names = ("code", *sorted(values))
 
@@ -406,7 +404,7 @@ async def deleted_customer_id(session: AsyncSession, code: str) -> int | None:
     )
 
 
-async def user_exists(session: AsyncSession, user_id: int) -> bool:
+async def user_exists(session: Writer, user_id: int) -> bool:
     return bool(
         await session.scalar(
             text("SELECT EXISTS (SELECT 1 FROM users WHERE id = :id AND is_active)"),
@@ -454,7 +452,7 @@ async def _cached(key: str, load: Any) -> Any:
     return value
 
 
-async def source_channels(session: AsyncSession) -> list[SourceDef]:
+async def source_channels(session: Writer) -> list[SourceDef]:
     async def load() -> list[SourceDef]:
         rows = await session.execute(
             select(

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.auth.dependencies import require
 from app.auth.principal import Principal
-from app.core.db import ReadConnectionDep, SessionDep
+from app.core.db import ReadConnectionDep, SessionDep, WriteConnectionDep
 from app.core.hotroutes import HotRead
 from app.core.responses import FastJSONResponse
 from app.customers import service
@@ -45,7 +45,7 @@ def _with_etag(body: dict[str, Any], status_code: int = 200) -> FastJSONResponse
 @router.post("", response_model=CustomerRead, status_code=201, responses=WRITE_ERRORS)
 async def create_customer(
     body: CustomerCreate,
-    session: SessionDep,
+    session: WriteConnectionDep,
     principal: Annotated[Principal, require("customers:write")],
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> Response:

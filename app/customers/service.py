@@ -234,7 +234,7 @@ async def resolve_source(session: AsyncSession, value: str) -> str | None:
     return match_source(await repo.source_channels(session), value)
 
 
-async def _resolve_source(session: AsyncSession, value: str) -> str:
+async def _resolve_source(session: Writer, value: str) -> str:
     channels = await repo.source_channels(session)
     code = match_source(channels, value)
     if code is not None:
@@ -281,7 +281,7 @@ def custom_value(key: str, ftype: str, options: list[str], value: Any) -> Any:
 
 
 async def _validate_custom(
-    session: AsyncSession,
+    session: Writer,
     incoming: dict[str, Any] | None,
     current: dict[str, Any],
     *,
@@ -380,7 +380,7 @@ def fill_create_defaults(values: dict[str, Any]) -> None:
 
 
 async def create(
-    session: AsyncSession,
+    session: Writer,
     principal: Principal,
     data: CustomerCreate,
     *,
@@ -485,7 +485,7 @@ CLASS_INPUTS = {"core_needs", "need_tags", "lifecycle", "lifecycle_baseline"}
 
 
 async def _reclassified(
-    session: AsyncSession, principal: Principal, row: dict[str, Any]
+    session: Writer, principal: Principal, row: dict[str, Any]
 ) -> dict[str, Any]:
     await segments_repo.classify_customer(
         session, row["id"], cause="edit", tz=get_settings().timezone

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from app.auth.principal import Principal
+from app.core.db import Writer
 from app.customers.repository import raw_fetch, readable_for
 from app.models.customer import Customer
 from app.models.identity import DuplicateCandidate
@@ -121,7 +122,7 @@ _CANDIDATES_FOR = text(
 )
 
 
-async def record_candidates_for(session: AsyncSession, customer_id: int) -> None:
+async def record_candidates_for(session: Writer, customer_id: int) -> None:
     """Exact-key checks on write (indexed, cheap); fuzzy similarity is the scan's job."""
     await raw_fetch(session, "identity.candidates_for", _CANDIDATES_FOR, {"id": customer_id})
 
