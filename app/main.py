@@ -98,26 +98,34 @@ FEATURE_ROUTERS: list[APIRouter] = [
 GC_THRESHOLD = (20_000, 20, 50)
 
 
+def get_request_scope(
+    path: str, headers: list[tuple[bytes, bytes]] | None = None
+) -> dict[str, Any]:
+    """The ASGI scope of a GET of `path` with no query string, for calling the app in process
+    (the warm-up here, `bench.inproc`)."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": headers or [],
+        "client": None,
+        "server": None,
+    }
+
+
 async def warm_up(app: FastAPI) -> None:
     """Build before serving what the first requests would otherwise build and wait for: the
     pinyin reading tables (the first customer written) and FastAPI's per-route contexts, made
     lazily by the first request that walks past each included router (an unmatched path walks
     past all of them; it gets its 404 here, with no middleware involved)."""
     await asyncio.to_thread(normalize.warm)
-    scope: dict[str, Any] = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": "/__warm_up__",
-        "raw_path": b"/__warm_up__",
-        "root_path": "",
-        "query_string": b"",
-        "headers": [],
-        "client": None,
-        "server": None,
-    }
+    scope = get_request_scope("/__warm_up__")
 
     async def receive() -> dict[str, Any]:
         return {"type": "http.request", "body": b"", "more_body": False}

@@ -28,7 +28,7 @@ DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/crm_bench"
 async def run(url: str, requests: int, profile: bool) -> None:
     from app.core.config import get_settings
     from app.core.db import to_async_url
-    from app.main import create_app
+    from app.main import create_app, get_request_scope
     from bench.generate import read_info
     from bench.workload import tokens
 
@@ -51,21 +51,7 @@ async def run(url: str, requests: int, profile: bool) -> None:
     headers = [(b"authorization", f"Bearer {manager}".encode()), (b"host", b"bench")]
 
     async def call(code: str) -> None:
-        path = f"/api/v1/customers/{code}"
-        scope: dict[str, Any] = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "GET",
-            "scheme": "http",
-            "path": path,
-            "raw_path": path.encode(),
-            "root_path": "",
-            "query_string": b"",
-            "headers": headers,
-            "client": ("127.0.0.1", 1),
-            "server": ("bench", 80),
-        }
+        scope = get_request_scope(f"/api/v1/customers/{code}", headers)
         sent: list[MutableMapping[str, Any]] = []
 
         async def receive() -> MutableMapping[str, Any]:
@@ -76,7 +62,7 @@ async def run(url: str, requests: int, profile: bool) -> None:
 
         await app(scope, receive, send)
         if sent[0]["status"] != 200:
-            sys.exit(f"GET {path}: {sent[0]['status']}")
+            sys.exit(f"GET {scope['path']}: {sent[0]['status']}")
 
     async with app.router.lifespan_context(app):
         for code in codes[:300]:  # warm: pool, compiled statements, verified token
