@@ -21,7 +21,7 @@ from app.auth.router import router as auth_router
 from app.core.config import Settings, get_settings
 from app.core.db import build_engine, build_sessionmaker, resolve_database_url
 from app.core.errors import document_problems, install_error_handlers
-from app.core.hotroutes import HotReadMiddleware, compile_hot_reads
+from app.core.hotroutes import HotRouteMiddleware, compile_hot_reads, compile_hot_writes
 from app.core.logging import configure_logging
 from app.core.middleware import RequestContextMiddleware
 from app.core.ratelimit import RateLimitMiddleware
@@ -36,6 +36,7 @@ from app.identity.router import router as identity_router
 from app.imports import worker as import_worker
 from app.imports.router import router as imports_router
 from app.ingest.router import router as ingest_router
+from app.interactions.router import HOT_WRITES
 from app.interactions.router import customer_router as customer_timeline_router
 from app.interactions.router import router as interactions_router
 from app.meta.router import router as meta_router
@@ -224,10 +225,13 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
             allow_headers=["*"],
             expose_headers=["ETag", "X-Request-ID", "Location"],
         )
-    if settings.hot_reads:
+    if settings.hot_reads or settings.hot_writes:
         # Innermost, inside the timeout, retries, rate limit and access log like any route.
+        routes = list(iter_routes())
         app.add_middleware(
-            HotReadMiddleware, reads=compile_hot_reads(list(iter_routes()), HOT_READS)
+            HotRouteMiddleware,
+            reads=compile_hot_reads(routes, HOT_READS) if settings.hot_reads else [],
+            writes=compile_hot_writes(routes, HOT_WRITES) if settings.hot_writes else [],
         )
     app.add_middleware(
         ResilienceMiddleware,

@@ -1,9 +1,12 @@
-"""Get-one in process: the app called as ASGI, one request after another, against the bench
-base; prints the process CPU per request (steadier than req/s for A/B of Python-side changes)
-and, with --profile, cProfile's hottest functions. Not part of `bench.run`.
+"""Get-one or record-an-interaction in process: the app called as ASGI, one request after
+another, against the bench base; prints the process CPU per request (steadier than req/s for
+A/B of Python-side changes) and, with --profile, cProfile's hottest functions. Not part of
+`bench.run`. An interaction run writes to the base (rows the next `--reset` drops).
 
     .venv/bin/python -m bench.inproc --requests 3000
     CRM_HOT_READS=false .venv/bin/python -m bench.inproc   # through FastAPI's routing
+    .venv/bin/python -m bench.inproc --endpoint interaction --requests 2000
+    CRM_HOT_WRITES=false .venv/bin/python -m bench.inproc --endpoint interaction
 """
 
 from __future__ import annotations
@@ -19,75 +22,94 @@ from collections.abc import MutableMapping
 from typing import Any
 
 import asyncpg
+import orjson
 
 from bench.run import API_SETTINGS
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/crm_bench"
 
 
-async def run(url: str, requests: int, profile: bool) -> None:
-    from app.core.config import get_settings
-    from app.core.db import to_async_url
-    from app.main import create_app, get_request_scope
+async def _requests(url: str, endpoint: str, count: int) -> list[tuple[str, bytes, str, bytes]]:
+    """(path, body, status, token) of each request to time, the first 300 repeated to warm."""
     from bench.generate import read_info
-    from bench.workload import tokens
+    from bench.workload import interaction_scenario, tokens
 
     conn = await asyncpg.connect(url)
     try:
         info = await read_info(conn)
-        codes = [
-            r[0]
-            for r in await conn.fetch(
+        if info is None:
+            sys.exit("no bench base: run `python -m bench.generate --scale 1.0` first")
+        manager, reps = tokens(info)
+        if endpoint == "get":
+            rows = await conn.fetch(
                 "SELECT code FROM customers WHERE deleted_at IS NULL AND id % 97 = 3 LIMIT $1",
-                requests,
+                count,
             )
-        ]
+            return [(f"/api/v1/customers/{r[0]}", b"", "200", manager.encode()) for r in rows]
+        scenario = await interaction_scenario(conn, info, reps)
     finally:
         await conn.close()
-    if info is None:
-        sys.exit("no bench base: run `python -m bench.generate --scale 1.0` first")
-    manager, _ = tokens(info)
-    app = create_app(get_settings(), database_url=to_async_url(url))
-    headers = [(b"authorization", f"Bearer {manager}".encode()), (b"host", b"bench")]
+    pool = [
+        (r.path, orjson.dumps(r.body), str(r.expect), r.headers["Authorization"][7:].encode())
+        for r in scenario.requests
+    ]
+    return [pool[i * 7919 % len(pool)] for i in range(count)]
 
-    async def call(code: str) -> None:
-        scope = get_request_scope(f"/api/v1/customers/{code}", headers)
+
+async def run(url: str, endpoint: str, count: int, profile: bool) -> None:
+    from app.core.config import get_settings
+    from app.core.db import to_async_url
+    from app.main import create_app, get_request_scope
+
+    requests = await _requests(url, endpoint, count)
+    app = create_app(get_settings(), database_url=to_async_url(url))
+    method = "GET" if endpoint == "get" else "POST"
+
+    async def call(path: str, body: bytes, expect: str, token: bytes) -> None:
+        headers = [(b"authorization", b"Bearer " + token), (b"host", b"bench")]
+        if body:
+            headers.append((b"content-type", b"application/json"))
+            headers.append((b"content-length", str(len(body)).encode()))
+        scope = get_request_scope(path, headers) | {"method": method}
         sent: list[MutableMapping[str, Any]] = []
 
         async def receive() -> MutableMapping[str, Any]:
-            return {"type": "http.request", "body": b"", "more_body": False}
+            return {"type": "http.request", "body": body, "more_body": False}
 
         async def send(message: MutableMapping[str, Any]) -> None:
             sent.append(message)
 
         await app(scope, receive, send)
-        if sent[0]["status"] != 200:
-            sys.exit(f"GET {scope['path']}: {sent[0]['status']}")
+        if str(sent[0]["status"]) != expect:
+            sys.exit(f"{method} {path}: {sent[0]['status']} {sent[1:]}")
 
     async with app.router.lifespan_context(app):
-        for code in codes[:300]:  # warm: pool, compiled statements, verified token
-            await call(code)
+        for request in requests[:300]:  # warm: pool, compiled statements, verified token
+            await call(*request)
         profiler = cProfile.Profile() if profile else None
         cpu, wall = time.process_time(), time.perf_counter()
         if profiler:
             profiler.enable()
-        for code in codes:
-            await call(code)
+        for request in requests:
+            await call(*request)
         if profiler:
             profiler.disable()
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-    hot = get_settings().hot_reads
+    settings = get_settings()
+    hot = settings.hot_reads if endpoint == "get" else settings.hot_writes
+    n = len(requests)
     print(
-        f"{len(codes)} get-one requests (hot reads {'on' if hot else 'off'}): "
-        f"{1e6 * cpu / len(codes):.0f} µs CPU, {1e6 * wall / len(codes):.0f} µs wall a request"
+        f"{n} {endpoint} requests (hot {'on' if hot else 'off'}): "
+        f"{1e6 * cpu / n:.0f} µs CPU, {1e6 * wall / n:.0f} µs wall a request"
     )
     if profiler:
-        pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(40)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL)
+    parser.add_argument("--endpoint", choices=["get", "interaction"], default="get")
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--profile", action="store_true", help="cProfile the timed requests")
     args = parser.parse_args(argv)
@@ -100,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
     stderr, sys.stderr = sys.stderr, open(os.devnull, "w")  # noqa: SIM115 (process lifetime)
     configure_logging("INFO")
     sys.stderr = stderr
-    asyncio.run(run(args.database_url, args.requests, args.profile))
+    asyncio.run(run(args.database_url, args.endpoint, args.requests, args.profile))
 
 
 if __name__ == "__main__":

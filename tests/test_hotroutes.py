@@ -1,16 +1,20 @@
-"""Hot reads: answered beside FastAPI exactly as the FastAPI route answers, and refused at
+"""Hot routes: answered beside FastAPI exactly as the FastAPI route answers, and refused at
 startup when they no longer fit their route."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import json
+import re
+from collections.abc import AsyncIterator, MutableMapping
 from typing import Annotated, Any
 
 import httpx
 import pytest
-from fastapi import APIRouter, Depends, Header, Query
+from fastapi import APIRouter, Body, Depends, Header, Query
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
+from pydantic import BaseModel
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.auth import tokens
@@ -19,16 +23,23 @@ from app.auth.permissions import Role
 from app.auth.principal import Principal
 from app.core import hotroutes
 from app.core.config import get_settings
-from app.core.db import ReadConnectionDep, SessionDep, build_sessionmaker
-from app.core.hotroutes import HotRead, HotRouteError, compile_hot_reads
-from app.main import create_app
+from app.core.db import ReadConnectionDep, SessionDep, WriteConnectionDep, build_sessionmaker
+from app.core.hotroutes import (
+    HotRead,
+    HotRouteError,
+    HotWrite,
+    compile_hot_reads,
+    compile_hot_writes,
+)
+from app.main import create_app, get_request_scope
 from tests.factories import make_customer, make_user
 
 
 @pytest.fixture
 async def plain_client(engine: AsyncEngine, database_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    """The same app with the hot reads off: every request goes through FastAPI's route."""
-    app = create_app(get_settings().model_copy(update={"hot_reads": False}), database_url)
+    """The same app with the hot routes off: every request goes through FastAPI's route."""
+    settings = get_settings().model_copy(update={"hot_reads": False, "hot_writes": False})
+    app = create_app(settings, database_url)
     app.state.engine = engine
     app.state.sessionmaker = build_sessionmaker(engine)
     async with httpx.AsyncClient(
@@ -91,13 +102,13 @@ async def test_hot_get_answers_as_the_fastapi_route_does(
         (base + "duplicates", manager.headers),  # an earlier static route keeps its path
     ]
     served: list[str] = []
-    serve = hotroutes.HotReadMiddleware._serve
+    serve = hotroutes.HotRouteMiddleware._serve
 
     async def counting(self: Any, read: Any, match: Any, *args: Any) -> None:
         served.append(match.string)
         await serve(self, read, match, *args)
 
-    monkeypatch.setattr(hotroutes.HotReadMiddleware, "_serve", counting)
+    monkeypatch.setattr(hotroutes.HotRouteMiddleware, "_serve", counting)
     statuses = []
     for path, headers in requests:
         hot = await client.get(path, headers=headers)
@@ -210,3 +221,255 @@ def _unfit_routes() -> list[tuple[str, APIRouter, Any]]:
 def test_a_route_a_hot_read_cannot_serve_is_refused(name: str, router: APIRouter, endpoint: Any):
     with pytest.raises(HotRouteError):
         compile_hot_reads(_routes(router), [HotRead(endpoint, _serve)])
+
+
+# ---- hot writes ---------------------------------------------------------------------------
+
+INTERACTIONS = "/api/v1/interactions"
+# Differ between two writes of the same request by design: the new rows' ids and times.
+_NEW_ROW = re.compile(r"/interactions/\d+$")
+
+
+def _written(r: httpx.Response) -> tuple[int, dict[str, str], Any]:
+    status, headers, body = _answer(r)
+    if "location" in headers:
+        headers["location"] = _NEW_ROW.sub("/interactions/N", headers["location"])
+    if status == 201:
+        for key in ("id", "created_at", "updated_at"):
+            assert body.pop(key)
+        if body["next_action"]:
+            assert body["next_action"].pop("task_id")
+    return status, headers, body
+
+
+async def test_hot_post_answers_as_the_fastapi_route_does(
+    client: httpx.AsyncClient,
+    plain_client: httpx.AsyncClient,
+    engine: AsyncEngine,
+    monkeypatch: pytest.MonkeyPatch,
+):
+    manager = await make_user(engine, role=Role.manager)
+    rep = await make_user(engine, role=Role.sales)
+    other_rep = await make_user(engine, role=Role.sales)
+    mine = await make_customer(client, rep, name="杭州西湖茶业有限公司")
+    theirs = await make_customer(client, other_rep, name="苏州园林设计有限公司")
+    pooled = await make_customer(client, manager, name="南京秦淮文化传播有限公司")
+    async with engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE customers SET owner_id = NULL WHERE code = :c"), {"c": pooled["code"]}
+        )
+    no_scope = tokens.issue_access(
+        get_settings(), subject=f"user:{rep.id}", role=Role.sales, scopes=["customers:read"]
+    )
+    at = "2026-11-20T10:00:00+08:00"
+    touch = {
+        "customer_code": mine["code"],
+        "channel": "phone",
+        "kind": "follow_up",
+        "direction": "outbound",
+        "summary": "电话回访",
+        "occurred_at": at,
+    }
+    later = {"title": "再次回访", "due_at": "2026-12-20T10:00:00+08:00"}
+    sale = {"kind": "purchase", "amount": "12000.50", "products": ["专业版"]}
+    as_json = {"Content-Type": "application/json"}
+    rj, mj = rep.headers | as_json, manager.headers | as_json
+    # (body as sent, headers): each sent once to each app.
+    requests: list[tuple[str, dict[str, str]]] = [
+        (_json(touch), rj),
+        (_json(touch | {"next_action": later}), rj),  # a follow-up task
+        (_json(touch | sale), mj),
+        (_json(touch), rep.headers | {"Content-Type": "application/json; charset=utf-8"}),
+        (_json(touch), rep.headers | {"Content-Type": "text/plain"}),  # FastAPI's way
+        (_json(touch), rep.headers),  # no content type: not JSON to FastAPI
+        (_json(touch), rj | {"Idempotency-Key": "k" * 201}),  # too long: 422
+        ('{"customer_code": ', rj),  # not JSON
+        ("[1, 2]", rj),  # not an object
+        (_json(touch)[:-1] + ', "amount": NaN}', rj),  # json.loads takes NaN, orjson not
+        (_json({k: v for k, v in touch.items() if k != "channel"}), rj),
+        (_json(touch | {"colour": "red"}), rj),  # unknown field
+        (_json(touch), as_json),  # no token
+        (_json(touch), as_json | {"Authorization": f"Bearer {no_scope}"}),  # 403
+        (_json(touch | {"customer_code": theirs["code"]}), rj),  # another rep's: 404
+        (_json(touch | {"customer_code": theirs["code"]}), rj | {"Accept-Language": "zh-CN"}),
+        (_json(touch | {"customer_code": "C20991231999"}), rj),
+        (_json(touch | {"customer_code": pooled["code"]}), rj),  # a pool customer: 403
+        (_json(touch | {"staff_id": 999999}), mj),  # refused by the service: 422
+    ]
+    taken: list[bool] = []
+    arguments = hotroutes._write_arguments
+
+    def counting(*args: Any) -> Any:
+        result = arguments(*args)
+        taken.append(result is not None)
+        return result
+
+    monkeypatch.setattr(hotroutes, "_write_arguments", counting)
+    statuses = []
+    for body, headers in requests:
+        hot = await client.post(INTERACTIONS, content=body.encode(), headers=headers)
+        plain = await plain_client.post(INTERACTIONS, content=body.encode(), headers=headers)
+        assert _written(hot) == _written(plain), (body, hot.text)
+        statuses.append(hot.status_code)
+    assert statuses == [201] * 4 + [422] * 8 + [401, 403, 404, 404, 404, 403, 422]
+    # The well-formed, authorised ones went the hot way; the rest were FastAPI's.
+    assert taken == [True] * 4 + [False] * 10 + [True] * 5
+    # Both ways wrote the same: two of each created interaction, an audit row each.
+    async with engine.connect() as conn:
+        kinds = (
+            await conn.execute(text("SELECT kind, count(*) FROM interactions GROUP BY kind"))
+        ).all()
+        audited = await conn.scalar(
+            text("SELECT count(*) FROM audit_log WHERE action = 'interaction.create'")
+        )
+        tasks = await conn.scalar(text("SELECT count(*) FROM tasks"))
+    assert dict(kinds) == {"follow_up": 6, "purchase": 2}
+    assert audited == 8 and tasks == 2
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+async def test_hot_post_reads_a_body_in_parts_and_hands_a_departed_client_to_fastapi(
+    app: Any, engine: AsyncEngine, database_url: str, caplog: pytest.LogCaptureFixture
+):
+    rep = await make_user(engine, role=Role.sales)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://test"
+    ) as c:
+        mine = await make_customer(c, rep, name="广州珠江贸易有限公司")
+    body = _json(
+        {
+            "customer_code": mine["code"],
+            "channel": "wechat",
+            "kind": "inquiry",
+            "direction": "inbound",
+            "summary": "询价",
+        }
+    ).encode()
+    headers = [
+        (b"authorization", rep.headers["Authorization"].encode()),
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"host", b"test"),
+    ]
+
+    async def call(parts: list[MutableMapping[str, Any]]) -> list[MutableMapping[str, Any]]:
+        scope = get_request_scope(INTERACTIONS, headers) | {"method": "POST"}
+        sent: list[MutableMapping[str, Any]] = []
+
+        async def receive() -> MutableMapping[str, Any]:
+            return parts.pop(0) if parts else {"type": "http.disconnect"}
+
+        async def send(message: MutableMapping[str, Any]) -> None:
+            sent.append(message)
+
+        await app(scope, receive, send)
+        return sent
+
+    half = len(body) // 2
+    with caplog.at_level("INFO", logger="crm.access"):
+        sent = await call(
+            [
+                {"type": "http.request", "body": body[:half], "more_body": True},
+                {"type": "http.request", "body": body[half:], "more_body": False},
+            ]
+        )
+    assert sent[0]["status"] == 201
+    assert json.loads(sent[1]["body"])["summary"] == "询价"
+    routes = [getattr(rec, "route", None) for rec in caplog.records if rec.name == "crm.access"]
+    assert routes == ["/interactions"]
+    # The client leaves mid-body: FastAPI's own handling, nothing written.
+    await call([{"type": "http.request", "body": body[:half], "more_body": True}])
+    async with engine.connect() as conn:
+        assert await conn.scalar(text("SELECT count(*) FROM interactions")) == 1
+
+
+class _Thing(BaseModel):
+    name: str
+
+
+def test_a_fitting_post_route_compiles():
+    router = APIRouter()
+
+    @router.post("/things")
+    async def add(
+        thing: _Thing,
+        conn: WriteConnectionDep,
+        principal: Annotated[Principal, require("tags:write")],
+        idempotency_key: Annotated[str | None, Header(max_length=20)] = None,
+    ) -> None: ...
+
+    [compiled] = compile_hot_writes(_routes(router), [HotWrite(add)])
+    assert compiled.scope == "tags:write"
+    assert compiled.body == ("thing", _Thing)
+    assert (compiled.connection, compiled.principal) == ("conn", "principal")
+    assert compiled.headers == (("idempotency_key", "idempotency-key", 20),)
+    assert compiled.regex.match("/api/things") and not compiled.regex.match("/api/things/1")
+
+
+def _unfit_writes() -> list[tuple[str, APIRouter, Any]]:
+    cases = []
+    scope = Annotated[Principal, require("tags:write")]
+
+    def case(name: str) -> APIRouter:
+        router = APIRouter()
+        cases.append((name, router))
+        return router
+
+    r = case("query parameter")
+
+    @r.post("/x")
+    async def q(t: _Thing, conn: WriteConnectionDep, p: scope, n: int = Query(1)) -> None: ...
+
+    r = case("path parameter")
+
+    @r.post("/x/{key}")
+    async def pp(key: str, t: _Thing, conn: WriteConnectionDep, p: scope) -> None: ...
+
+    r = case("two bodies")
+
+    @r.post("/x")
+    async def two(t: _Thing, u: _Thing, conn: WriteConnectionDep, p: scope) -> None: ...
+
+    r = case("embedded body")
+
+    @r.post("/x")
+    async def emb(
+        t: Annotated[_Thing, Body(embed=True)], conn: WriteConnectionDep, p: scope
+    ) -> None: ...
+
+    r = case("a body that is not a model")
+
+    @r.post("/x")
+    async def raw(
+        t: Annotated[dict[str, Any], Body()], conn: WriteConnectionDep, p: scope
+    ) -> None: ...
+
+    r = case("a typed header")
+
+    @r.post("/x")
+    async def th(
+        t: _Thing, conn: WriteConnectionDep, p: scope, x_n: Annotated[int | None, Header()] = None
+    ) -> None: ...
+
+    r = case("a session, not a write connection")
+
+    @r.post("/x")
+    async def s(t: _Thing, conn: SessionDep, p: scope) -> None: ...
+
+    r = case("public")
+
+    @r.post("/x", dependencies=[Public])
+    async def pub(t: _Thing, conn: WriteConnectionDep) -> None: ...
+
+    return [(name, router, router.routes[-1].endpoint) for name, router in cases]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("name", "router", "endpoint"), _unfit_writes(), ids=lambda v: v if isinstance(v, str) else ""
+)
+def test_a_route_a_hot_write_cannot_serve_is_refused(name: str, router: APIRouter, endpoint: Any):
+    with pytest.raises(HotRouteError):
+        compile_hot_writes(_routes(router), [HotWrite(endpoint)])

@@ -50,12 +50,12 @@ async def connection_of(session: AsyncSession | AsyncConnection) -> AsyncConnect
 
 
 def _compiled(
-    key: Any, build: Any, dialect: Any
+    key: Any, build: Any, conn: AsyncConnection
 ) -> tuple[str, tuple[str, ...], dict[str, Any], dict[str, Any]]:
     hit = _RAW.get(key)
     if hit is None:
         stmt = build() if callable(build) else build
-        compiled = stmt.compile(dialect=dialect)
+        compiled = stmt.compile(dialect=conn.dialect)
         processors = dict(compiled._bind_processors)  # what SQLAlchemy applies to bound values
         hit = (
             compiled.string,
@@ -84,7 +84,7 @@ async def raw_fetch(
     when it has not been yet; otherwise, before that transaction begins, it runs on its own
     (autocommit)."""
     conn = await connection_of(session)
-    sql, names, consts, processors = _compiled(key, build, conn.dialect)
+    sql, names, consts, processors = _compiled(key, build, conn)
     args = []
     for n in names:
         v = values[n] if n in values else consts[n]
@@ -96,7 +96,13 @@ async def raw_fetch(
 async def _run_raw(
     conn: AsyncConnection, sql: str, args: list[Any], *, transactional: bool
 ) -> list[dict[str, Any]]:
-    raw = await conn.get_raw_connection()
+    sync = conn.sync_connection
+    # The pooled connection of a live Connection is at hand; `get_raw_connection()` would hop
+    # into a greenlet for it (a tenth of this function). Closed or invalidated, it is None: the
+    # greenlet path revalidates or raises as SQLAlchemy does.
+    raw: Any = sync._dbapi_connection if sync is not None else None
+    if raw is None:
+        raw = await conn.get_raw_connection()
     driver: Any = raw.driver_connection
     if transactional and not driver.is_in_transaction():
         adapter: Any = raw.dbapi_connection
@@ -107,8 +113,13 @@ async def _run_raw(
         rows = await driver.fetch(sql, *args)
     except Exception as err:
         _raise_as_sqlalchemy(conn, raw.dbapi_connection, err, sql, args)
-    sync = conn.sync_connection
-    if sync is not None and sync.dispatch.after_cursor_execute:
+    # The flags SQLAlchemy checks before dispatching any connection event (cheaper than asking
+    # the dispatcher, which joins the connection's listeners with the engine's each time).
+    if (
+        sync is not None
+        and (sync._has_events or sync.engine._has_events)
+        and sync.dispatch.after_cursor_execute
+    ):
         cursor = SimpleNamespace(
             _rows=rows,
             description=[(k,) for k in rows[0].keys()] if rows else None,  # noqa: SIM118 (a Record)

@@ -260,7 +260,7 @@ def format_code(day: date, number: int) -> str:
 
 
 @asynccontextmanager
-async def outside_transaction(session: AsyncSession) -> AsyncIterator[bool]:
+async def outside_transaction(session: Writer) -> AsyncIterator[bool]:
     """Run the statements of this block on the session's connection each as its own
     transaction, ahead of the session's transaction (PostgreSQL's BEGIN is only sent, lazily,
     at the first statement after the block). Yields whether that is so.
@@ -269,7 +269,7 @@ async def outside_transaction(session: AsyncSession) -> AsyncIterator[bool]:
     counter, the round-robin cursor) and for reads that need no snapshot with the rest. When
     the session's transaction has already begun, the block simply runs inside it: still
     correct, the locks are just held longer."""
-    conn = await session.connection()
+    conn = await rawsql.connection_of(session)
     raw = await conn.get_raw_connection()
     adapter: Any = raw.dbapi_connection  # SQLAlchemy's asyncpg adapter: BEGIN comes lazily
     driver: Any = raw.driver_connection

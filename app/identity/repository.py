@@ -41,7 +41,7 @@ async def existing_tables(session: AsyncSession, names: list[str]) -> set[str]:
 
 
 async def find_exact(
-    session: AsyncSession,
+    session: Writer,
     *,
     phones: list[str],
     emails: list[str],

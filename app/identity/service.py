@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import service as audit
 from app.auth.principal import Principal
+from app.core.db import Writer
 from app.core.errors import Conflict, NotFound, ValidationFailed, field_error
 from app.core.pagination import decode_cursor, encode_cursor
 from app.customers import repository as customers_repo
@@ -33,7 +34,7 @@ LIST_FIELDS = ("need_tags", "products", "flags")
 
 
 async def resolve(
-    session: AsyncSession,
+    session: Writer,
     *,
     phones: list[str] = (),  # type: ignore[assignment]
     emails: list[str] = (),  # type: ignore[assignment]
@@ -50,7 +51,7 @@ async def resolve(
     )
 
 
-async def record_candidates_for(session: AsyncSession, customer_id: int) -> None:
+async def record_candidates_for(session: Writer, customer_id: int) -> None:
     await repo.record_candidates_for(session, customer_id)
 
 

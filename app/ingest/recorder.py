@@ -6,15 +6,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from app.auth.principal import Principal
+from app.core.db import Writer
 from app.interactions import service as interactions
 from app.interactions.schemas import InteractionCreate
 
 
 async def record(
-    session: AsyncSession,
+    session: Writer,
     principal: Principal,
     code: str,
     drafts: list[dict[str, Any]],

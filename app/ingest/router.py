@@ -12,7 +12,6 @@ from app.auth.principal import Principal
 from app.core.db import SessionDep
 from app.core.errors import ValidationFailed
 from app.core.responses import FastJSONResponse
-from app.customers.repository import outside_transaction
 from app.ingest import service
 from app.ingest.schemas import (
     DeliveryResult,
@@ -45,31 +44,29 @@ async def deliver(
 ) -> Response:
     """Receive a signed event (Standard Webhooks); stored first, then processed once."""
     body = await request.body()
-    maker = request.app.state.sessionmaker
-    # One connection for the whole delivery: the source and the inbox row each in a
-    # statement of their own (the event is stored, committed, before it is processed), then
-    # the event's transaction.
-    async with maker() as session:
-        async with outside_transaction(session):
-            source = await service.authenticate(
-                session,
-                slug,
-                msg_id=webhook_id,
-                timestamp=webhook_timestamp,
-                signature_header=webhook_signature,
-                body=body,
-            )
-            try:
-                payload = orjson.loads(body)
-            except orjson.JSONDecodeError as exc:
-                raise ValidationFailed(
-                    "The body is not valid JSON.", "请求体不是有效的 JSON。"
-                ) from exc
-            assert webhook_id is not None
-            inbox_id = await service.store(session, source.id, webhook_id, payload)
+    # One connection for the whole delivery, no Session around it: the source and the inbox
+    # row each in a statement of its own (the event is stored, committed, before it is
+    # processed), then the event's transaction (`service.run`).
+    async with request.app.state.engine.connect() as conn:
+        source = await service.authenticate(
+            conn,
+            slug,
+            msg_id=webhook_id,
+            timestamp=webhook_timestamp,
+            signature_header=webhook_signature,
+            body=body,
+        )
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise ValidationFailed(
+                "The body is not valid JSON.", "请求体不是有效的 JSON。"
+            ) from exc
+        assert webhook_id is not None
+        inbox_id = await service.store(conn, source.id, webhook_id, payload)
         if inbox_id is None:
             return FastJSONResponse({"status": "duplicate"}, status_code=200)
-        result = await service.run(session, inbox_id, source, payload)
+        result = await service.run(conn, inbox_id, source, payload)
     return FastJSONResponse(
         result.model_dump(), status_code=202 if result.status == "failed" else 200
     )
@@ -151,8 +148,8 @@ async def retry_event(
     event_id: int, request: Request, _: Annotated[Principal, require("webhooks:admin")]
 ) -> Response:
     """Process a stored event again (after fixing the source's mapping, say)."""
-    async with request.app.state.sessionmaker() as session:
-        result = await service.run(session, event_id)
+    async with request.app.state.engine.connect() as conn:
+        result = await service.run(conn, event_id)
     return FastJSONResponse(
         result.model_dump(), status_code=202 if result.status == "failed" else 200
     )

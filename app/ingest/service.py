@@ -13,10 +13,11 @@ from typing import Any
 
 import orjson
 from sqlalchemy import bindparam, func, select, text, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.audit import service as audit
 from app.auth.principal import Principal
+from app.core.db import Writer
 from app.core.errors import (
     AppError,
     Conflict,
@@ -185,7 +186,7 @@ _INBOX = WebhookInbox.__table__
 
 
 async def authenticate(
-    session: AsyncSession,
+    session: Writer,
     slug: str,
     *,
     msg_id: str | None,
@@ -218,7 +219,7 @@ async def authenticate(
     return source
 
 
-async def store(session: AsyncSession, source_id: int, msg_id: str, payload: Any) -> int | None:
+async def store(session: Writer, source_id: int, msg_id: str, payload: Any) -> int | None:
     """Insert into the inbox; None when this webhook-id was delivered before. Run it outside
     the session's transaction (`outside_transaction`): it is committed before processing."""
     rows = await customer_repo.raw_fetch(
@@ -264,9 +265,7 @@ SELECT reps.ids[((turn.rr_cursor - 1) % cardinality(reps.ids)) + 1] AS rep FROM 
 )
 
 
-async def _pick_owner(
-    session: AsyncSession, source: SourceRow, fields: dict[str, Any]
-) -> int | None:
+async def _pick_owner(session: Writer, source: SourceRow, fields: dict[str, Any]) -> int | None:
     rule = source.assignment or {}
     mode = rule.get("mode", "none")
     if mode == "fixed":
@@ -329,7 +328,7 @@ class _Plan:
         self.owner: int | None = None
 
 
-async def prepare(session: AsyncSession, source: SourceRow, payload: Any) -> _Plan:
+async def prepare(session: Writer, source: SourceRow, payload: Any) -> _Plan:
     """Identity resolution; for a new visitor, the new customer's code and owner. Runs outside
     the event's transaction (each statement on its own), so the day's code counter and the
     round-robin cursor are locked for one statement, not until the event commits."""
@@ -375,7 +374,7 @@ async def prepare(session: AsyncSession, source: SourceRow, payload: Any) -> _Pl
     return plan
 
 
-async def process(session: AsyncSession, source: SourceRow, plan: _Plan) -> tuple[str, int | None]:
+async def process(session: Writer, source: SourceRow, plan: _Plan) -> tuple[str, int | None]:
     """In the event's transaction: the matched customer enriched (and locked), or the new one
     created. Returns its code, and its id when its row is locked here for the interaction."""
     if plan.customer_id is not None:
@@ -424,7 +423,7 @@ SELECT code FROM cur
 
 
 async def _enrich(
-    session: AsyncSession,
+    session: Writer,
     customer_id: int,
     phones: list[str],
     emails: list[str],
@@ -447,7 +446,7 @@ async def _enrich(
     return str(rows[0]["code"]) if rows else None
 
 
-async def _create_customer(session: AsyncSession, source: SourceRow, plan: _Plan) -> str:
+async def _create_customer(session: Writer, source: SourceRow, plan: _Plan) -> str:
     values, phones, emails, wechat = plan.values, plan.phones, plan.emails, plan.wechat
     contact_name = _text(values.get("contact.name"), 60)
     name = (
@@ -575,72 +574,91 @@ def _parse_time(value: Any) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+class _Superseded(Exception):
+    """The event was processed meanwhile by a concurrent retry: this one's work rolls back."""
+
+
+_RETRY_EVENT = select(
+    _INBOX.c.source_id,
+    _INBOX.c.payload,
+    _INBOX.c.status,
+    select(C.code).where(C.id == _INBOX.c.customer_id).scalar_subquery().label("code"),
+).where(_INBOX.c.id == bindparam("id", None, type_=_INBOX.c.id.type))
+_SOURCE_BY_ID = select(_SOURCE).where(
+    _SOURCE.c.id == bindparam("id", None, type_=_SOURCE.c.id.type)
+)
+
+
 async def run(
-    session: AsyncSession,
+    conn: AsyncConnection,
     inbox_id: int,
     source: SourceRow | None = None,
     payload: Any = None,
 ) -> DeliveryResult:
     """Process one stored event in its own transaction; on failure keep it with its error.
 
-    `session` has not begun its transaction yet (a fresh one, or after `store`). A delivery
-    passes the source and payload it just stored; a retry loads them."""
+    `conn` is a bare connection with no transaction begun (a delivery has just stored the
+    event on it, each statement committed on its own). A delivery passes the source and
+    payload it just stored; a retry loads them.
+
+    The event's transaction is begun explicitly (`conn.begin()`): the hot statements run on
+    the driver below SQLAlchemy, so only a transaction SQLAlchemy began commits them."""
     from app.ingest import recorder
 
     if source is None:  # a retry: the stored event and its source
-        async with customer_repo.outside_transaction(session):
-            conn = await session.connection()
-            code_of = select(C.code).where(C.id == _INBOX.c.customer_id).scalar_subquery()
-            event = (
-                await conn.execute(
-                    select(
-                        _INBOX.c.source_id, _INBOX.c.payload, _INBOX.c.status, code_of.label("code")
-                    ).where(_INBOX.c.id == inbox_id)
-                )
-            ).first()
-            if event is None:
-                raise NotFound()
-            if event.status == "processed":
-                return DeliveryResult(
-                    status="duplicate", inbox_id=inbox_id, customer_code=event.code
-                )
-            source = (
-                await conn.execute(select(_SOURCE).where(_SOURCE.c.id == event.source_id))
-            ).first()
-            assert source is not None
-            payload = event.payload
+        events = await customer_repo.raw_fetch(
+            conn, "ingest.retry_event", _RETRY_EVENT, {"id": inbox_id}, transactional=False
+        )
+        if not events:
+            raise NotFound()
+        event = events[0]
+        if event["status"] == "processed":
+            return DeliveryResult(
+                status="duplicate", inbox_id=inbox_id, customer_code=event["code"]
+            )
+        sources = await customer_repo.raw_fetch(
+            conn,
+            "ingest.source_by_id",
+            _SOURCE_BY_ID,
+            {"id": event["source_id"]},
+            transactional=False,
+        )
+        source = SimpleNamespace(**sources[0])
+        payload = event["payload"]
     try:
-        async with customer_repo.outside_transaction(session):
-            plan = await prepare(session, source, payload)
-        # The event's transaction: BEGIN goes with its first statement.
-        code, customer_id = await process(session, source, plan)
-        await recorder.record(
-            session,
-            plan.principal,
-            code,
-            _interaction_drafts(source, payload, plan.values, plan.bad_phones),
-            customer_id=customer_id,
-        )
-        done = await customer_repo.raw_fetch(
-            session,
-            "ingest.processed",
-            _PROCESSED_SQL,
-            {"id": inbox_id, "customer_id": customer_id, "code": code},
-        )
-        if not done:  # processed meanwhile by a concurrent retry: that one stands
-            await session.rollback()
-            return DeliveryResult(status="duplicate", inbox_id=inbox_id)
-        await session.commit()
+        async with customer_repo.outside_transaction(conn):
+            plan = await prepare(conn, source, payload)
+        async with conn.begin():
+            code, customer_id = await process(conn, source, plan)
+            await recorder.record(
+                conn,
+                plan.principal,
+                code,
+                _interaction_drafts(source, payload, plan.values, plan.bad_phones),
+                customer_id=customer_id,
+            )
+            done = await customer_repo.raw_fetch(
+                conn,
+                "ingest.processed",
+                _PROCESSED_SQL,
+                {"id": inbox_id, "customer_id": customer_id, "code": code},
+            )
+            if not done:
+                raise _Superseded
         return DeliveryResult(status="processed", inbox_id=inbox_id, customer_code=code)
+    except _Superseded:
+        return DeliveryResult(status="duplicate", inbox_id=inbox_id)
     except Exception as exc:
-        await session.rollback()
+        # The event's transaction, if it had begun, has rolled back.
         reason = _describe(exc)
-        await session.execute(
-            update(WebhookInbox)
-            .where(WebhookInbox.id == inbox_id)
-            .values(status="failed", error=reason, attempts=WebhookInbox.attempts + 1)
-        )
-        await session.commit()
+        if conn.in_transaction():
+            await conn.rollback()
+        async with conn.begin():
+            await conn.execute(
+                update(WebhookInbox)
+                .where(WebhookInbox.id == inbox_id)
+                .values(status="failed", error=reason, attempts=WebhookInbox.attempts + 1)
+            )
         if isinstance(exc, AppError | ValueError | KeyError | TypeError):
             return DeliveryResult(status="failed", inbox_id=inbox_id)
         raise

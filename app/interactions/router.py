@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Header, Query, Response
 from app.auth.dependencies import require
 from app.auth.principal import Principal
 from app.core.db import ReadConnectionDep, ReadSessionDep, SessionDep, WriteConnectionDep
+from app.core.hotroutes import HotWrite
 from app.core.responses import FastJSONResponse
 from app.customers.dependencies import parse_if_match
 from app.interactions import service
@@ -56,6 +57,10 @@ async def create_interaction(
     response = _with_etag(created, 201)
     response.headers["Location"] = f"/api/v1/interactions/{created['id']}"
     return response
+
+
+# Answered beside FastAPI when the request is well-formed (app.core.hotroutes).
+HOT_WRITES = [HotWrite(create_interaction)]
 
 
 @router.get("", response_model=InteractionPage, responses=ERRORS)

@@ -296,6 +296,16 @@ async def test_failing_event_stays_in_inbox_and_retries(
     ).json()["items"]
     assert len(chats) == 1 and chats[0]["channel"] == "chat"
     assert chats[0]["summary"] == "客户：你好，请问价格？\n客服：您好，请留下电话"
+    # Retried once more: already processed, nothing happens twice.
+    again = await client.post(
+        f"/api/v1/webhook-inbox/{inbox[0]['id']}/retry", headers=admin.headers
+    )
+    assert again.status_code == 200
+    assert again.json()["status"] == "duplicate"
+    assert again.json()["customer_code"] == done["customer_code"]
+    assert await _count(engine, "SELECT count(*) FROM interactions") == 1
+    missing = await client.post("/api/v1/webhook-inbox/999999/retry", headers=admin.headers)
+    assert missing.status_code == 404
 
 
 async def test_chat_per_message_mode(client: httpx.AsyncClient, engine: AsyncEngine):
