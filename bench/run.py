@@ -389,6 +389,62 @@ def round_trips(endpoint: Endpoint) -> list[str]:
 
 # ---- measuring ---------------------------------------------------------------------------------
 
+# What recording an interaction may change on its customer's row: the classes the recompute
+# writes (an UPDATE of the row, with its index entries, when one moves) and the deal fields.
+TOUCHED_COLUMNS = (
+    "value_tier",
+    "lifecycle",
+    "activity",
+    "last_follow_up_at",
+    "last_cooperation_date",
+    "next_follow_up_at",
+    "cooperation_status",
+    "first_cooperation_date",
+)
+
+
+class TouchedState:
+    """The written-to customers of a scenario as they were before its first measurement, put
+    back before each (API, stack app, pgbench): otherwise the first to run moves, say, each
+    customer's `last_follow_up_at` to the current minute (a row update with its twenty index
+    entries) and the ones after find it there and write nothing."""
+
+    def __init__(self, dsn: str, codes: list[str]) -> None:
+        self.dsn = dsn
+        self.snapshot = asyncio.run(self._take(sorted(set(codes)))) if codes else None
+
+    async def _take(self, codes: list[str]) -> str:
+        conn = await _connect(self.dsn)
+        try:
+            cols = ", ".join(TOUCHED_COLUMNS)
+            snap: str = await conn.fetchval(
+                f"SELECT jsonb_agg(to_jsonb(x))::text FROM (SELECT id, {cols} FROM customers "
+                "WHERE code = ANY($1::text[])) x",
+                codes,
+            )
+            return snap
+        finally:
+            await conn.close()
+
+    def restore(self) -> None:
+        if self.snapshot is not None:
+            asyncio.run(self._restore(self.snapshot))
+
+    async def _restore(self, snapshot: str) -> None:
+        conn = await _connect(self.dsn)
+        try:
+            sets = ", ".join(f"{c} = s.{c}" for c in TOUCHED_COLUMNS)
+            now = ", ".join("c." + c for c in TOUCHED_COLUMNS)
+            then = ", ".join("s." + c for c in TOUCHED_COLUMNS)
+            await conn.execute(
+                f"UPDATE customers c SET {sets} "
+                "FROM jsonb_populate_recordset(NULL::customers, $1::jsonb) s "
+                f"WHERE c.id = s.id AND ({now}) IS DISTINCT FROM ({then})",
+                snapshot,
+            )
+        finally:
+            await conn.close()
+
 
 class BackendCpu:
     """CPU used by the PostgreSQL backends serving one client (by application_name).
@@ -1015,19 +1071,24 @@ def run(args: argparse.Namespace) -> Path:
             scenario = scenarios[name]
             say(f"== {name}: {scenario.title}")
             row: dict[str, Any] = {"title": scenario.title, "write": scenario.write}
+            touched = TouchedState(dsn, scenario.touched)
+            touched.restore()
             row["api"] = measure_http(
                 wrk, scenario, api, dsn=dsn, folder=folder, py_spy=py_spy, **common
             )
             say(f"   api     {_summary(row['api'])}")
+            touched.restore()
             row["stack"] = measure_http(wrk, scenario, stack, dsn=dsn, folder=folder, **common)
             say(f"   stack   {_summary(row['stack'])}")
             if floor:
+                touched.restore()
                 row["framework"] = measure_http(
                     wrk, scenario, floor, dsn=dsn, folder=folder, **common
                 )
                 say(f"   floor   {_summary(row['framework'])}")
             # No warmup of its own: the stack app ran the same statements on the same base for
             # warmup + duration seconds just before (pgbench's connections are new either way).
+            touched.restore()
             row["pgbench"] = measure_pgbench(
                 exe, dsn, plan[name], layout, folder=folder, **(common | {"warmup": 0})
             )
