@@ -160,14 +160,25 @@ def test_a_fitting_route_compiles_and_earlier_static_paths_stay_theirs():
     assert compiled.regex.match("/api/things/T1") and not compiled.regex.match("/api/things/a/b")
 
 
-def _unfit_routes() -> list[tuple[str, APIRouter, Any]]:
-    cases = []
-    scope = Annotated[Principal, require("customers:read")]
+class _Cases:
+    """Routers named by what makes their last route unfit for a hot route."""
 
-    def case(name: str) -> APIRouter:
+    def __init__(self) -> None:
+        self.routers: list[tuple[str, APIRouter]] = []
+
+    def case(self, name: str) -> APIRouter:
         router = APIRouter()
-        cases.append((name, router))
+        self.routers.append((name, router))
         return router
+
+    def params(self) -> list[tuple[str, APIRouter, Any]]:
+        return [(name, r, r.routes[-1].endpoint) for name, r in self.routers]  # type: ignore[attr-defined]
+
+
+def _unfit_routes() -> list[tuple[str, APIRouter, Any]]:
+    cases = _Cases()
+    case = cases.case
+    scope = Annotated[Principal, require("customers:read")]
 
     r = case("query parameter")
 
@@ -212,7 +223,7 @@ def _unfit_routes() -> list[tuple[str, APIRouter, Any]]:
         key: str, conn: ReadConnectionDep, p: scope, n: Annotated[int, Depends(extra)]
     ) -> None: ...
 
-    return [(name, router, router.routes[-1].endpoint) for name, router in cases]  # type: ignore[attr-defined]
+    return cases.params()
 
 
 @pytest.mark.parametrize(
@@ -410,13 +421,9 @@ def test_a_fitting_post_route_compiles():
 
 
 def _unfit_writes() -> list[tuple[str, APIRouter, Any]]:
-    cases = []
+    cases = _Cases()
+    case = cases.case
     scope = Annotated[Principal, require("tags:write")]
-
-    def case(name: str) -> APIRouter:
-        router = APIRouter()
-        cases.append((name, router))
-        return router
 
     r = case("query parameter")
 
@@ -464,7 +471,7 @@ def _unfit_writes() -> list[tuple[str, APIRouter, Any]]:
     @r.post("/x", dependencies=[Public])
     async def pub(t: _Thing, conn: WriteConnectionDep) -> None: ...
 
-    return [(name, router, router.routes[-1].endpoint) for name, router in cases]  # type: ignore[attr-defined]
+    return cases.params()
 
 
 @pytest.mark.parametrize(

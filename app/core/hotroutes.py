@@ -83,34 +83,48 @@ class HotRouteError(RuntimeError):
     """A hot read no longer fits its FastAPI route."""
 
 
-def _required_scope(route: APIRoute) -> str:
-    """The route's permission, checking it needs nothing but a read connection and a scope."""
+def _framework_parameters(route: APIRoute) -> tuple[Any, ...]:
+    """What no hot route gives its endpoint: cookies, router dependencies, the Request,
+    Response, BackgroundTasks or SecurityScopes objects."""
     d = route.dependant
-    name = route.path_format
-    takes = (
-        d.query_params,
-        d.header_params,
+    return (
         d.cookie_params,
-        d.body_params,
         route.dependencies,
         d.request_param_name,
         d.response_param_name,
         d.background_tasks_param_name,
         d.security_scopes_param_name,
     )
-    if any(takes):
+
+
+def _permission(route: APIRoute, connection: Callable[..., Any]) -> tuple[str, str, str]:
+    """The route's `require()` scope and the names of its connection and principal
+    parameters, checking it has no other dependency."""
+    d = route.dependant
+    name = route.path_format
+    calls = {sub.call: sub.name for sub in d.dependencies}
+    checks = [sub for sub in d.dependencies if hasattr(sub.call, "required_scope")]
+    if len(d.dependencies) != 2 or connection not in calls or len(checks) != 1:
+        raise HotRouteError(f"{name}: needs more than a connection and a permission")
+    scope = getattr(checks[0].call, "required_scope", None)
+    if not isinstance(scope, str) or scope in {"public", "authenticated"}:
+        raise HotRouteError(f"{name}: a hot route needs an explicit permission")
+    conn_name, principal_name = calls[connection], checks[0].name
+    if conn_name is None or principal_name is None:
+        raise HotRouteError(f"{name}: unnamed dependencies")
+    return scope, conn_name, principal_name
+
+
+def _required_scope(route: APIRoute) -> str:
+    """The route's permission, checking it needs nothing but a read connection and a scope."""
+    d = route.dependant
+    name = route.path_format
+    if any((d.query_params, d.header_params, d.body_params, *_framework_parameters(route))):
         raise HotRouteError(f"{name}: takes parameters a hot read does not give it")
     for param in d.path_params:
         if param.field_info.annotation is not str or param.field_info.metadata:
             raise HotRouteError(f"{name}: path parameter {param.name} is not a plain str")
-    calls = [sub.call for sub in d.dependencies]
-    checks = [c for c in calls if hasattr(c, "required_scope")]
-    if len(calls) != 2 or get_read_connection not in calls or len(checks) != 1:
-        raise HotRouteError(f"{name}: needs more than a read connection and a permission")
-    scope = getattr(checks[0], "required_scope", None)
-    if not isinstance(scope, str) or scope in {"public", "authenticated"}:
-        raise HotRouteError(f"{name}: a hot read needs an explicit permission")
-    return scope
+    return _permission(route, get_read_connection)[0]
 
 
 def _sample_path(path: str) -> str:
@@ -192,17 +206,9 @@ def compile_hot_writes(
         route, regex, shadowed = _locate(routes, write.endpoint, "POST")
         d = route.dependant
         name = route.path_format
-        takes = (
-            d.path_params,
-            d.query_params,
-            d.cookie_params,
-            route.dependencies,
-            d.request_param_name,
-            d.response_param_name,
-            d.background_tasks_param_name,
-            d.security_scopes_param_name,
-        )
-        if any(takes) or len(d.body_params) != 1:
+        if any((d.path_params, d.query_params, *_framework_parameters(route))) or (
+            len(d.body_params) != 1
+        ):
             raise HotRouteError(f"{name}: takes parameters a hot write does not give it")
         body = d.body_params[0]
         model = body.field_info.annotation
@@ -214,16 +220,7 @@ def compile_hot_writes(
         ):
             raise HotRouteError(f"{name}: the body is not one JSON model")
         headers = tuple(_header(h, name) for h in d.header_params)
-        calls = {sub.call: sub.name for sub in d.dependencies}
-        checks = [sub for sub in d.dependencies if hasattr(sub.call, "required_scope")]
-        if len(calls) != 2 or get_write_connection not in calls or len(checks) != 1:
-            raise HotRouteError(f"{name}: needs more than a write connection and a permission")
-        scope = getattr(checks[0].call, "required_scope", None)
-        if not isinstance(scope, str) or scope in {"public", "authenticated"}:
-            raise HotRouteError(f"{name}: a hot write needs an explicit permission")
-        connection, principal = calls[get_write_connection], checks[0].name
-        if connection is None or principal is None:
-            raise HotRouteError(f"{name}: unnamed dependencies")
+        scope, connection, principal = _permission(route, get_write_connection)
         out.append(
             _CompiledWrite(
                 route,
@@ -251,6 +248,25 @@ def _handler_for(app: Any, exc: Exception) -> Callable[..., Awaitable[Response]]
             handler: Callable[..., Awaitable[Response]] = handlers[cls]
             return handler
     return None
+
+
+async def _respond(
+    answer: Callable[[], Awaitable[Response]],
+    request: Request,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+) -> None:
+    """Send what `answer` returns, or what the app's handler makes of its exception (as from a
+    FastAPI route: the catch-all's errors propagate to ServerErrorMiddleware)."""
+    try:
+        response = await answer()
+    except Exception as exc:
+        handler = _handler_for(scope["app"], exc)
+        if handler is None:
+            raise
+        response = await handler(request, exc)
+    await response(scope, receive, send)
 
 
 class HotRouteMiddleware:
@@ -298,19 +314,16 @@ class HotRouteMiddleware:
         params = match.groupdict()
         self._matched(read.route, scope, params)
         request = Request(scope, receive)
-        try:
+
+        async def answer() -> Response:
             principal: Principal = authorize(
                 bearer_token(request.headers.get("authorization")), read.scope
             )
             conn: AsyncConnection
             async with read_connection(scope["app"].state.engine) as conn:
-                response = await read.serve(conn, principal, **params)
-        except Exception as exc:
-            handler = _handler_for(scope["app"], exc)
-            if handler is None:
-                raise
-            response = await handler(request, exc)
-        await response(scope, receive, send)
+                return await read.serve(conn, principal, **params)
+
+        await _respond(answer, request, scope, receive, send)
 
     async def _write(
         self, write: _CompiledWrite, scope: Scope, receive: Receive, send: Send
@@ -334,17 +347,15 @@ class HotRouteMiddleware:
             await self._to_fastapi(received, scope, receive, send)
             return
         self._matched(write.route, scope, {})
-        try:
+
+        async def answer() -> Response:
             conn: AsyncConnection
             async with scope["app"].state.engine.begin() as conn:
                 arguments[write.connection] = conn
-                response = await write.route.endpoint(**arguments)
-        except Exception as exc:
-            handler = _handler_for(scope["app"], exc)
-            if handler is None:
-                raise
-            response = await handler(request, exc)
-        await response(scope, receive, send)
+                response: Response = await write.route.endpoint(**arguments)
+                return response
+
+        await _respond(answer, request, scope, receive, send)
 
     async def _to_fastapi(
         self, received: list[Message], scope: Scope, receive: Receive, send: Send
