@@ -93,16 +93,22 @@ async def raw_fetch(
     return await _run_raw(conn, sql, args, transactional=transactional)
 
 
-async def _run_raw(
-    conn: AsyncConnection, sql: str, args: list[Any], *, transactional: bool
-) -> list[dict[str, Any]]:
+async def pooled_connection(conn: AsyncConnection) -> Any:
+    """The pooled DBAPI connection under `conn` (`get_raw_connection()`, which hops into a
+    greenlet for it: a tenth of a hot statement, so taken directly from a live Connection;
+    closed or invalidated, the greenlet path revalidates or raises as SQLAlchemy does)."""
     sync = conn.sync_connection
-    # The pooled connection of a live Connection is at hand; `get_raw_connection()` would hop
-    # into a greenlet for it (a tenth of this function). Closed or invalidated, it is None: the
-    # greenlet path revalidates or raises as SQLAlchemy does.
     raw: Any = sync._dbapi_connection if sync is not None else None
     if raw is None:
         raw = await conn.get_raw_connection()
+    return raw
+
+
+async def _run_raw(
+    conn: AsyncConnection, sql: str, args: list[Any], *, transactional: bool
+) -> list[dict[str, Any]]:
+    raw = await pooled_connection(conn)
+    sync = conn.sync_connection
     driver: Any = raw.driver_connection
     if transactional and not driver.is_in_transaction():
         adapter: Any = raw.dbapi_connection

@@ -269,8 +269,7 @@ async def outside_transaction(session: Writer) -> AsyncIterator[bool]:
     counter, the round-robin cursor) and for reads that need no snapshot with the rest. When
     the session's transaction has already begun, the block simply runs inside it: still
     correct, the locks are just held longer."""
-    conn = await rawsql.connection_of(session)
-    raw = await conn.get_raw_connection()
+    raw = await rawsql.pooled_connection(await rawsql.connection_of(session))
     adapter: Any = raw.dbapi_connection  # SQLAlchemy's asyncpg adapter: BEGIN comes lazily
     driver: Any = raw.driver_connection
     if driver.is_in_transaction() or adapter.autocommit:

@@ -220,8 +220,8 @@ async def authenticate(
 
 
 async def store(session: Writer, source_id: int, msg_id: str, payload: Any) -> int | None:
-    """Insert into the inbox; None when this webhook-id was delivered before. Run it outside
-    the session's transaction (`outside_transaction`): it is committed before processing."""
+    """Insert into the inbox; None when this webhook-id was delivered before. Runs on its own,
+    committed before the event's transaction begins."""
     rows = await customer_repo.raw_fetch(
         session,
         "ingest.store",
