@@ -21,7 +21,12 @@ from app.auth.router import router as auth_router
 from app.core.config import Settings, get_settings
 from app.core.db import build_engine, build_sessionmaker, resolve_database_url
 from app.core.errors import document_problems, install_error_handlers
-from app.core.hotroutes import HotRouteMiddleware, compile_hot_reads, compile_hot_writes
+from app.core.hotroutes import (
+    HotRouteMiddleware,
+    compile_hot_deliveries,
+    compile_hot_reads,
+    compile_hot_writes,
+)
 from app.core.logging import configure_logging
 from app.core.middleware import RequestContextMiddleware
 from app.core.ratelimit import RateLimitMiddleware
@@ -35,6 +40,7 @@ from app.fields.router import router as fields_router
 from app.identity.router import router as identity_router
 from app.imports import worker as import_worker
 from app.imports.router import router as imports_router
+from app.ingest.router import HOT_DELIVERIES
 from app.ingest.router import router as ingest_router
 from app.interactions.router import HOT_WRITES
 from app.interactions.router import customer_router as customer_timeline_router
@@ -209,6 +215,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
         ),
         lifespan=lifespan,
         default_response_class=FastJSONResponse,
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     install_error_handlers(app)
     document_problems(ops_router.routes)
@@ -232,6 +239,9 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
             HotRouteMiddleware,
             reads=compile_hot_reads(routes, HOT_READS) if settings.hot_reads else [],
             writes=compile_hot_writes(routes, HOT_WRITES) if settings.hot_writes else [],
+            deliveries=(
+                compile_hot_deliveries(routes, HOT_DELIVERIES) if settings.hot_writes else []
+            ),
         )
     app.add_middleware(
         ResilienceMiddleware,

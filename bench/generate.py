@@ -677,8 +677,10 @@ async def session(dsn: str) -> asyncpg.Connection:
     return conn
 
 
-async def in_parallel(dsn: str, jobs: list[str], workers: int = 2) -> None:
-    """Run SQL statements over `workers` connections, biggest first."""
+async def in_parallel(
+    dsn: str, jobs: list[str], workers: int = 2, progress: Progress | None = None
+) -> None:
+    """Run SQL statements over `workers` connections, in order; each one's time to `progress`."""
     queue: asyncio.Queue[str] = asyncio.Queue()
     for job in jobs:
         queue.put_nowait(job)
@@ -687,7 +689,11 @@ async def in_parallel(dsn: str, jobs: list[str], workers: int = 2) -> None:
         conn = await session(dsn)
         try:
             while not queue.empty():
-                await conn.execute(queue.get_nowait())
+                job = queue.get_nowait()
+                t0 = time.perf_counter()
+                await conn.execute(job)
+                if progress is not None:
+                    progress(f"    {time.perf_counter() - t0:6.1f}s {job[:110]}")
         finally:
             await conn.close()
 
@@ -1283,15 +1289,17 @@ async def generate(
         # the sweep's statements run on another).
         early = dropped["interactions"][0]
         building = asyncio.create_task(
-            in_parallel(dsn, sorted(early, key=_biggest_first), workers=1)
+            in_parallel(dsn, sorted(early, key=_biggest_first), workers=1, progress=progress)
         )
         try:
+            t0 = time.perf_counter()
             swept = await classify(url)
+            alone = time.perf_counter() - t0
         finally:
             await building
         progress(
             f"  sweep: {swept['customers_changed']:,} customers classified, "
-            f"{swept['released']:,} released to the pool"
+            f"{swept['released']:,} released to the pool, in {alone:.1f}s"
         )
         # The first classification of a generated base is not history: drop its change log.
         await conn.execute("TRUNCATE tier_changes")
@@ -1306,7 +1314,7 @@ async def generate(
             t = step("customers: compact", t)
         index_defs = [d for idx, _ in dropped.values() for d in idx if d not in early]
         fk_defs = [d for _, fks in dropped.values() for d in fks]
-        await in_parallel(dsn, sorted(index_defs, key=_biggest_first) + fk_defs)
+        await in_parallel(dsn, sorted(index_defs, key=_biggest_first) + fk_defs, progress=progress)
         t = step("indexes and foreign keys", t)
         for big in BIG_TABLES:
             await conn.execute(f"VACUUM (FREEZE, ANALYZE) {big.table}")

@@ -29,10 +29,13 @@ from bench.run import API_SETTINGS
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/crm_bench"
 
 
-async def _requests(url: str, endpoint: str, count: int) -> list[tuple[str, bytes, str, bytes]]:
-    """(path, body, status, token) of each request to time, the first 300 repeated to warm."""
+Call = tuple[str, bytes, str, list[tuple[bytes, bytes]]]  # path, body, status, headers
+
+
+async def _requests(url: str, endpoint: str, count: int) -> list[Call]:
+    """(path, body, status, headers) of each request to time, the first 300 repeated to warm."""
     from bench.generate import read_info
-    from bench.workload import interaction_scenario, tokens
+    from bench.workload import interaction_scenario, tokens, webhook_scenario
 
     conn = await asyncpg.connect(url)
     try:
@@ -45,12 +48,31 @@ async def _requests(url: str, endpoint: str, count: int) -> list[tuple[str, byte
                 "SELECT code FROM customers WHERE deleted_at IS NULL AND id % 97 = 3 LIMIT $1",
                 count,
             )
-            return [(f"/api/v1/customers/{r[0]}", b"", "200", manager.encode()) for r in rows]
+            auth = [(b"authorization", b"Bearer " + manager.encode())]
+            return [(f"/api/v1/customers/{r[0]}", b"", "200", auth) for r in rows]
+        if endpoint == "webhook":
+            # Each delivery once (a new webhook-id each; the warm-up's are others).
+            scenario = await webhook_scenario(conn, info, url)
+            assert scenario.fresh is not None
+            return [
+                (
+                    r.path,
+                    (r.content or orjson.dumps(r.body).decode()).encode(),
+                    str(r.expect),
+                    [(k.lower().encode(), v.encode()) for k, v in r.headers.items()],
+                )
+                for r in scenario.fresh(count + 300)
+            ]
         scenario = await interaction_scenario(conn, info, reps)
     finally:
         await conn.close()
     pool = [
-        (r.path, orjson.dumps(r.body), str(r.expect), r.headers["Authorization"][7:].encode())
+        (
+            r.path,
+            orjson.dumps(r.body),
+            str(r.expect),
+            [(b"authorization", r.headers["Authorization"].encode())],
+        )
         for r in scenario.requests
     ]
     return [pool[i * 7919 % len(pool)] for i in range(count)]
@@ -65,8 +87,8 @@ async def run(url: str, endpoint: str, count: int, profile: bool) -> None:
     app = create_app(get_settings(), database_url=to_async_url(url))
     method = "GET" if endpoint == "get" else "POST"
 
-    async def call(path: str, body: bytes, expect: str, token: bytes) -> None:
-        headers = [(b"authorization", b"Bearer " + token), (b"host", b"bench")]
+    async def call(path: str, body: bytes, expect: str, extra: list[tuple[bytes, bytes]]) -> None:
+        headers = [*extra, (b"host", b"bench")]
         if body:
             headers.append((b"content-type", b"application/json"))
             headers.append((b"content-length", str(len(body)).encode()))
@@ -84,7 +106,11 @@ async def run(url: str, endpoint: str, count: int, profile: bool) -> None:
             sys.exit(f"{method} {path}: {sent[0]['status']} {sent[1:]}")
 
     async with app.router.lifespan_context(app):
-        for request in requests[:300]:  # warm: pool, compiled statements, verified token
+        if endpoint == "webhook":  # each delivery is sent once
+            warm, requests = requests[:300], requests[300:]
+        else:
+            warm = requests[:300]
+        for request in warm:  # warm: pool, compiled statements, verified token
             await call(*request)
         profiler = cProfile.Profile() if profile else None
         cpu, wall = time.process_time(), time.perf_counter()
@@ -109,7 +135,7 @@ async def run(url: str, endpoint: str, count: int, profile: bool) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL)
-    parser.add_argument("--endpoint", choices=["get", "interaction"], default="get")
+    parser.add_argument("--endpoint", choices=["get", "interaction", "webhook"], default="get")
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--profile", action="store_true", help="cProfile the timed requests")
     args = parser.parse_args(argv)

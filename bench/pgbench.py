@@ -159,14 +159,12 @@ class Layout:
 
 
 def write_scripts(
-    endpoint: Endpoint, folder: Path, layout: Layout, *, drop_ping: bool = False
+    endpoint: Endpoint, folder: Path, layout: Layout
 ) -> tuple[list[Path], dict[str, str]]:
     folder.mkdir(parents=True, exist_ok=True)
     defines: dict[str, str] = {}
     paths = []
     for vi, steps in enumerate(endpoint.variants):
-        if drop_ping:
-            steps = without_ping(steps)
         text = script(steps, f"v{vi}_", defines, endpoint.expressions)
         choices = endpoint.choices[vi] if endpoint.choices else []
         text = prologue(choices, endpoint.randoms) + text
@@ -181,19 +179,10 @@ def write_scripts(
                 )
                 + text
             )
-        path = folder / f"{endpoint.name}{'-noping' if drop_ping else ''}-{vi}.sql"
+        path = folder / f"{endpoint.name}-{vi}.sql"
         path.write_text(text)
         paths.append(path)
     return paths, defines
-
-
-def without_ping(steps: list[Step]) -> list[Step]:
-    """The steps minus the pool's pre-ping (BEGIN; ; ROLLBACK)."""
-    out = list(steps)
-    for i, s in enumerate(out):
-        if s.kind == "ping" and 0 < i < len(out) - 1:
-            return out[: i - 1] + out[i + 2 :]
-    return out
 
 
 @dataclass

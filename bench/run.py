@@ -620,11 +620,8 @@ def measure_pgbench(
     seconds: int,
     warmup: int,
     folder: Path,
-    drop_ping: bool = False,
 ) -> dict[str, Any]:
-    scripts, defines = pgbench.write_scripts(
-        endpoint, folder / "pgbench", layout, drop_ping=drop_ping
-    )
+    scripts, defines = pgbench.write_scripts(endpoint, folder / "pgbench", layout)
     threads = min(connections, os.cpu_count() or 1)
     kw: dict[str, Any] = {"clients": connections, "threads": threads}
     if warmup:
@@ -677,7 +674,14 @@ def markdown(report: dict[str, Any]) -> str:
         f"({env['customers']:,} customers), {env['cores']} cores, {env['postgres']}, "
         f"{env['workers']} uvicorn worker(s), {env['connections']} connections, "
         f"{env['seconds']} s per measurement after {env['warmup']} s warm-up "
-        f"({'pgbench: ' + env['pgbench_warmup'] if env.get('pgbench_warmup') else 'each'}), "
+        + (
+            f"(pgbench: {env['pgbench_seconds']} s, no warm-up: each follows the stack app's "
+            "run of the same statements), "
+            if env.get("pgbench_seconds")
+            else f"(pgbench: {env['pgbench_warmup']}), "
+            if env.get("pgbench_warmup")
+            else "(each), "
+        )
         + (
             f"the stack app's load for {env['prime']} s on each endpoint before the API's "
             "measurement (so the API does not read the pages cold the others find cached), "
@@ -1120,7 +1124,12 @@ def run(args: argparse.Namespace) -> Path:
             # warmup + duration seconds just before (pgbench's connections are new either way).
             touched.restore()
             row["pgbench"] = measure_pgbench(
-                exe, dsn, plan[name], layout, folder=folder, **(common | {"warmup": 0})
+                exe,
+                dsn,
+                plan[name],
+                layout,
+                folder=folder,
+                **(common | {"warmup": 0, "seconds": args.pgbench_duration}),
             )
             say(f"   pgbench {_summary(row['pgbench'])}")
             ratio = _ratio(row["api"]["rps"], row["stack"]["rps"])
@@ -1138,18 +1147,6 @@ def run(args: argparse.Namespace) -> Path:
             if "profile" in row["api"]:
                 profiles[name] = row["api"].pop("profile")
             endpoints[name] = row
-        if "get" in args.endpoints:
-            r = measure_pgbench(
-                exe, dsn, plan["get"], layout, folder=folder, drop_ping=True, **common
-            )
-            extra.append(
-                r
-                | {
-                    "title": "pgbench, get without the pool's pre-ping",
-                    "note": "the same SELECT with BEGIN/COMMIT, minus BEGIN; ; ROLLBACK",
-                }
-            )
-            say(f"== get without pre-ping: pgbench {_summary(r)}")
     finally:
         api.stop()
         stack.stop()
@@ -1183,6 +1180,7 @@ def run(args: argparse.Namespace) -> Path:
             "seconds": args.duration,
             "warmup": args.warmup,
             "prime": args.prime,
+            "pgbench_seconds": args.pgbench_duration,
             "pgbench_warmup": "none: each follows the stack app's run of the same statements",
             "driver": "wrk" if wrk else "python (asyncio)",
             "pool_size": pool_size,
@@ -1369,6 +1367,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--duration", type=int, default=10, help="seconds per measurement")
     parser.add_argument("--warmup", type=int, default=2, help="seconds before each measurement")
     parser.add_argument(
+        "--pgbench-duration",
+        type=int,
+        default=None,
+        help="seconds of each pgbench measurement (default: half of --duration; no warm-up: it "
+        "follows the stack app's run of the same statements)",
+    )
+    parser.add_argument(
         "--prime",
         type=int,
         default=5,
@@ -1399,7 +1404,10 @@ def main(argv: list[str] | None = None) -> None:
         help="exit non-zero when any request failed (CI smoke); figures, however slow, are "
         "never checked",
     )
-    run(parser.parse_args(argv))
+    args = parser.parse_args(argv)
+    if args.pgbench_duration is None:
+        args.pgbench_duration = max(1, args.duration // 2)
+    run(args)
 
 
 if __name__ == "__main__":

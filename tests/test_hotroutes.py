@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import AsyncIterator, MutableMapping
 from typing import Annotated, Any
 
 import httpx
 import pytest
-from fastapi import APIRouter, Body, Depends, Header, Query
+from fastapi import APIRouter, Body, Depends, Header, Query, Request
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
@@ -25,12 +26,15 @@ from app.core import hotroutes
 from app.core.config import get_settings
 from app.core.db import ReadConnectionDep, SessionDep, WriteConnectionDep, build_sessionmaker
 from app.core.hotroutes import (
+    HotDelivery,
     HotRead,
     HotRouteError,
     HotWrite,
+    compile_hot_deliveries,
     compile_hot_reads,
     compile_hot_writes,
 )
+from app.ingest.signature import sign
 from app.main import create_app, get_request_scope
 from tests.factories import make_customer, make_user
 
@@ -397,6 +401,134 @@ async def test_hot_post_reads_a_body_in_parts_and_hands_a_departed_client_to_fas
         assert await conn.scalar(text("SELECT count(*) FROM interactions")) == 1
 
 
+WEBHOOKS = "/api/v1/webhooks"
+
+
+async def _webhook_source(
+    client: httpx.AsyncClient, admin: Any, slug: str, mapping: dict[str, str]
+) -> str:
+    spec = {"slug": slug, "name": slug, "kind": "form", "channel": "website_form"}
+    r = await client.post(
+        "/api/v1/webhook-sources", json=spec | {"mapping": mapping}, headers=admin.headers
+    )
+    assert r.status_code == 201, r.text
+    return str(r.json()["secret"])
+
+
+def _delivered(r: httpx.Response) -> tuple[int, dict[str, str], Any]:
+    status, headers, body = _answer(r)
+    if status in (200, 202) and "inbox_id" in body:
+        assert body.pop("inbox_id")
+    return status, headers, body
+
+
+async def test_hot_delivery_answers_as_the_fastapi_route_does(
+    client: httpx.AsyncClient,
+    plain_client: httpx.AsyncClient,
+    engine: AsyncEngine,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+):
+    admin = await make_user(engine, role=Role.admin)
+    form = await _webhook_source(
+        client,
+        admin,
+        "site-form",
+        {"customer.name": "data.company", "customer.phone": "data.mobile"},
+    )
+    calls = await _webhook_source(
+        client, admin, "call-center", {"customer.phone": "caller", "interaction.summary": "notes"}
+    )
+    known = {"data": {"company": "杭州西湖茶业有限公司", "mobile": "13812345678"}}
+    ts = int(time.time())
+    raw = json.dumps(known, ensure_ascii=False).encode()
+    setup = await client.post(
+        f"{WEBHOOKS}/site-form",
+        content=raw,
+        headers={
+            "content-type": "application/json",
+            "webhook-id": "setup",
+            "webhook-timestamp": str(ts),
+            "webhook-signature": sign(form, "setup", ts, raw),
+        },
+    )
+    assert setup.status_code == 200, setup.text
+    call = _json({"caller": "+86-138-1234-5678", "notes": "来电询价"}).encode()
+
+    def delivery(
+        way: str,
+        case: str,
+        *,
+        slug: str = "call-center",
+        secret: str = calls,
+        body: bytes = call,
+        age: int = 0,
+        **headers: str,
+    ) -> tuple[str, bytes, dict[str, str]]:
+        """A signed delivery whose webhook-id is the case's own for each way (`way`)."""
+        wid = f"{case}-{way}"
+        sent = {
+            "content-type": "application/json",
+            "webhook-id": wid,
+            "webhook-timestamp": str(ts - age),
+            "webhook-signature": sign(secret, wid, ts - age, body),
+        }
+        sent |= {k.replace("_", "-"): v for k, v in headers.items()}
+        return f"{WEBHOOKS}/{slug}", body, {k: v for k, v in sent.items() if v}
+
+    def cases(way: str) -> list[tuple[str, bytes, dict[str, str]]]:
+        # A new visitor each way: each creates its own customer (its code aside, alike).
+        mobile = "13900000001" if way == "hot" else "13900000002"
+        visitor = _json({"data": {"company": "苏州园林设计有限公司", "mobile": mobile}}).encode()
+        return [
+            delivery(way, "call"),  # matches the customer: an interaction on it
+            delivery(way, "call"),  # the same webhook-id again: a duplicate
+            delivery(way, "visitor", slug="site-form", secret=form, body=visitor),
+            delivery(way, "forged", secret=form),  # another source's secret: 401
+            delivery(way, "stale", age=3600),  # 401
+            delivery(way, "unsigned", webhook_signature=""),  # 401
+            delivery(way, "zh", secret=form, accept_language="zh-CN"),  # 401, in Chinese
+            delivery(way, "long", webhook_signature="v1," + "a" * 2000),  # over its limit: 422
+            delivery(way, "nope", slug="no-such-source"),  # 404
+            delivery(way, "notjson", body=b'{"caller": '),  # signed, not JSON: 422
+        ]
+
+    taken: list[bool] = []
+    header_arguments = hotroutes._header_arguments
+
+    def counting(*args: Any) -> Any:
+        result = header_arguments(*args)
+        taken.append(result is not None)
+        return result
+
+    monkeypatch.setattr(hotroutes, "_header_arguments", counting)
+    statuses = []
+    with caplog.at_level("INFO", logger="crm.access"):
+        for (path, body, headers), (plain_path, plain_body, plain_headers) in zip(
+            cases("hot"), cases("plain"), strict=True
+        ):
+            hot = await client.post(path, content=body, headers=headers)
+            plain = await plain_client.post(plain_path, content=plain_body, headers=plain_headers)
+            hot_answer, plain_answer = _delivered(hot), _delivered(plain)
+            if path.endswith("/site-form") and hot.status_code == 200:
+                assert hot_answer[2].pop("customer_code") != plain_answer[2].pop("customer_code")
+            assert hot_answer == plain_answer, (path, headers, hot.text)
+            statuses.append(hot.status_code)
+    assert statuses == [200, 200, 200, 401, 401, 401, 401, 422, 404, 422]
+    assert taken == [True] * 7 + [False] + [True] * 2
+    routes = {getattr(rec, "route", None) for rec in caplog.records if rec.name == "crm.access"}
+    assert routes == {"/webhooks/{slug}"}
+    # Both ways stored and processed the same: the setup's event, then two of each.
+    async with engine.connect() as conn:
+        inbox = (
+            await conn.execute(text("SELECT status, count(*) FROM webhook_inbox GROUP BY status"))
+        ).all()
+        interactions = await conn.scalar(text("SELECT count(*) FROM interactions"))
+        customers = await conn.scalar(text("SELECT count(*) FROM customers"))
+    assert dict(inbox) == {"processed": 5}
+    assert interactions == 5 and customers == 3
+
+
 class _Thing(BaseModel):
     name: str
 
@@ -480,3 +612,83 @@ def _unfit_writes() -> list[tuple[str, APIRouter, Any]]:
 def test_a_route_a_hot_write_cannot_serve_is_refused(name: str, router: APIRouter, endpoint: Any):
     with pytest.raises(HotRouteError):
         compile_hot_writes(_routes(router), [HotWrite(endpoint)])
+
+
+def test_a_fitting_delivery_route_compiles():
+    router = APIRouter()
+
+    @router.post("/hooks/{slug}", dependencies=[Public])
+    async def hook(
+        slug: str,
+        request: Request,
+        webhook_id: Annotated[str | None, Header(max_length=20)] = None,
+    ) -> None: ...
+
+    [compiled] = compile_hot_deliveries(_routes(router), [HotDelivery(hook)])
+    assert compiled.request == "request"
+    assert compiled.headers == (("webhook_id", "webhook-id", 20),)
+    match = compiled.regex.match("/api/hooks/site-form")
+    assert match is not None and match.groupdict() == {"slug": "site-form"}
+
+
+def _unfit_deliveries() -> list[tuple[str, APIRouter, Any]]:
+    cases = _Cases()
+    case = cases.case
+
+    r = case("not public")
+
+    @r.post("/x/{slug}")
+    async def private(
+        slug: str, request: Request, p: Annotated[Principal, require("tags:write")]
+    ) -> None: ...
+
+    r = case("no marker")
+
+    @r.post("/x/{slug}")
+    async def unmarked(slug: str, request: Request) -> None: ...
+
+    r = case("no request")
+
+    @r.post("/x/{slug}", dependencies=[Public])
+    async def norequest(slug: str) -> None: ...
+
+    r = case("a body model")
+
+    @r.post("/x/{slug}", dependencies=[Public])
+    async def model(slug: str, request: Request, t: _Thing) -> None: ...
+
+    r = case("a query parameter")
+
+    @r.post("/x/{slug}", dependencies=[Public])
+    async def query(slug: str, request: Request, n: int = Query(1)) -> None: ...
+
+    r = case("a typed path parameter")
+
+    @r.post("/x/{n}", dependencies=[Public])
+    async def typed(n: int, request: Request) -> None: ...
+
+    r = case("a typed header")
+
+    @r.post("/x/{slug}", dependencies=[Public])
+    async def header(
+        slug: str, request: Request, x_n: Annotated[int | None, Header()] = None
+    ) -> None: ...
+
+    r = case("a connection")
+
+    @r.post("/x/{slug}", dependencies=[Public])
+    async def conn(slug: str, request: Request, c: WriteConnectionDep) -> None: ...
+
+    return cases.params()
+
+
+@pytest.mark.parametrize(
+    ("name", "router", "endpoint"),
+    _unfit_deliveries(),
+    ids=lambda v: v if isinstance(v, str) else "",
+)
+def test_a_route_a_hot_delivery_cannot_serve_is_refused(
+    name: str, router: APIRouter, endpoint: Any
+):
+    with pytest.raises(HotRouteError):
+        compile_hot_deliveries(_routes(router), [HotDelivery(endpoint)])

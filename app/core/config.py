@@ -77,9 +77,9 @@ class Settings(BaseSettings):
     # same customer within this many hours (the weekly report's `response_hours` overrides it).
     report_response_hours: int = Field(default=24, ge=1, le=720)
 
-    # The busiest reads (GET /customers/{code}) and writes (POST /interactions) answered
-    # without FastAPI's routing and dependency solving (app.core.hotroutes); off only to
-    # compare the two ways.
+    # The busiest reads (GET /customers/{code}) and writes (POST /interactions, and the
+    # webhook deliveries POST /webhooks/{slug}) answered without FastAPI's routing and
+    # dependency solving (app.core.hotroutes); off only to compare the two ways.
     hot_reads: bool = True
     hot_writes: bool = True
 

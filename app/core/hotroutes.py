@@ -14,6 +14,11 @@ string headers) answers only the requests FastAPI would hand to its endpoint: a 
 body its model accepts, valid headers, a token holding the permission. Anything else (a body
 the model rejects, no token, another content type, a client gone mid-body) is handed to FastAPI
 with the body it has read, before anything was written, and gets FastAPI's own answer.
+
+A hot delivery (a public POST whose endpoint takes the Request and reads the body itself, as
+a signed webhook does, with plain str path parameters and optional str headers) is called with
+the same arguments FastAPI would give it; a header over its limit goes to FastAPI (its 422)
+before anything is read.
 """
 
 from __future__ import annotations
@@ -56,6 +61,23 @@ class HotWrite:
     header parameters."""
 
     endpoint: Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class HotDelivery:
+    """The public POST route of `endpoint` (`dependencies=[Public]`), whose endpoint takes the
+    Request and reads the body itself, with its path and header parameters."""
+
+    endpoint: Callable[..., Any]
+
+
+@dataclass
+class _CompiledDelivery:
+    route: APIRoute
+    regex: re.Pattern[str]
+    shadowed: frozenset[str]
+    request: str  # the Request parameter's name
+    headers: tuple[tuple[str, str, int | None], ...]  # parameter, header name, max length
 
 
 @dataclass
@@ -121,10 +143,17 @@ def _required_scope(route: APIRoute) -> str:
     name = route.path_format
     if any((d.query_params, d.header_params, d.body_params, *_framework_parameters(route))):
         raise HotRouteError(f"{name}: takes parameters a hot read does not give it")
-    for param in d.path_params:
-        if param.field_info.annotation is not str or param.field_info.metadata:
-            raise HotRouteError(f"{name}: path parameter {param.name} is not a plain str")
+    _plain_path_parameters(route)
     return _permission(route, get_read_connection)[0]
+
+
+def _plain_path_parameters(route: APIRoute) -> None:
+    """The route's path parameters are plain `str` (what the path's regex captures)."""
+    for param in route.dependant.path_params:
+        if param.field_info.annotation is not str or param.field_info.metadata:
+            raise HotRouteError(
+                f"{route.path_format}: path parameter {param.name} is not a plain str"
+            )
 
 
 def _sample_path(path: str) -> str:
@@ -236,6 +265,41 @@ def compile_hot_writes(
     return out
 
 
+def compile_hot_deliveries(
+    routes: Sequence[tuple[str, APIRoute]], deliveries: Iterable[HotDelivery]
+) -> list[_CompiledDelivery]:
+    """Match each hot delivery to its POST route in `routes`, checking the route is public and
+    takes only the Request, plain str path parameters and optional str headers."""
+    out = []
+    for delivery in deliveries:
+        route, regex, shadowed = _locate(routes, delivery.endpoint, "POST")
+        d = route.dependant
+        name = route.path_format
+        request = d.request_param_name
+        if request is None:
+            raise HotRouteError(f"{name}: the endpoint does not read the request itself")
+        if any(
+            (
+                d.query_params,
+                d.body_params,
+                d.cookie_params,
+                d.response_param_name,
+                d.background_tasks_param_name,
+                d.security_scopes_param_name,
+            )
+        ):
+            raise HotRouteError(f"{name}: takes parameters a hot delivery does not give it")
+        # Public, and nothing else: the marker's dependency does nothing (no principal).
+        if len(d.dependencies) != 1 or (
+            getattr(d.dependencies[0].call, "required_scope", None) != "public"
+        ):
+            raise HotRouteError(f"{name}: a hot delivery is a public route with no dependency")
+        _plain_path_parameters(route)
+        headers = tuple(_header(h, name) for h in d.header_params)
+        out.append(_CompiledDelivery(route, regex, shadowed, request, headers))
+    return out
+
+
 def _handler_for(app: Any, exc: Exception) -> Callable[..., Awaitable[Response]] | None:
     """The app's exception handler for `exc`, looked up as Starlette's ExceptionMiddleware
     does; errors handled by the catch-all (a 500) are left to propagate to it, as they do
@@ -278,10 +342,12 @@ class HotRouteMiddleware:
         *,
         reads: Sequence[_Compiled] = (),
         writes: Sequence[_CompiledWrite] = (),
+        deliveries: Sequence[_CompiledDelivery] = (),
     ) -> None:
         self.app = app
         self.reads = reads
         self.writes = writes
+        self.deliveries = deliveries
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -293,11 +359,16 @@ class HotRouteMiddleware:
                     if match is not None and path not in read.shadowed:
                         await self._serve(read, match, scope, receive, send)
                         return
-            elif method == "POST" and self.writes:
+            elif method == "POST" and (self.writes or self.deliveries):
                 path = get_route_path(scope)
                 for write in self.writes:
                     if write.regex.match(path) is not None and path not in write.shadowed:
                         await self._write(write, scope, receive, send)
+                        return
+                for delivery in self.deliveries:
+                    match = delivery.regex.match(path)
+                    if match is not None and path not in delivery.shadowed:
+                        await self._deliver(delivery, match, scope, receive, send)
                         return
         await self.app(scope, receive, send)
 
@@ -357,6 +428,30 @@ class HotRouteMiddleware:
 
         await _respond(answer, request, scope, receive, send)
 
+    async def _deliver(
+        self,
+        delivery: _CompiledDelivery,
+        match: re.Match[str],
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        request = Request(scope, receive)
+        arguments = _header_arguments(delivery.headers, request)
+        if arguments is None:  # nothing read yet: FastAPI answers as it would
+            await self.app(scope, receive, send)
+            return
+        params = match.groupdict()
+        self._matched(delivery.route, scope, params)
+        arguments |= params
+        arguments[delivery.request] = request
+
+        async def answer() -> Response:
+            response: Response = await delivery.route.endpoint(**arguments)
+            return response
+
+        await _respond(answer, request, scope, receive, send)
+
     async def _to_fastapi(
         self, received: list[Message], scope: Scope, receive: Receive, send: Send
     ) -> None:
@@ -386,11 +481,10 @@ def _write_arguments(write: _CompiledWrite, request: Request, body: bytes) -> di
         arguments: dict[str, Any] = {name: model.model_validate(data)}
     except ValidationError:
         return None
-    for param, header, limit in write.headers:
-        value = headers.get(header)
-        if value is not None and limit is not None and len(value) > limit:
-            return None
-        arguments[param] = value
+    header_arguments = _header_arguments(write.headers, request)
+    if header_arguments is None:
+        return None
+    arguments |= header_arguments
     try:
         arguments[write.principal] = authorize(
             bearer_token(headers.get("authorization")), write.scope
@@ -398,3 +492,17 @@ def _write_arguments(write: _CompiledWrite, request: Request, body: bytes) -> di
     except AppError:
         return None
     return arguments
+
+
+def _header_arguments(
+    headers: Sequence[tuple[str, str, int | None]], request: Request
+) -> dict[str, Any] | None:
+    """The header parameters as FastAPI gives them (the first of a repeated header, or None);
+    None when one is over its maximum length (FastAPI's 422)."""
+    out: dict[str, Any] = {}
+    for param, header, limit in headers:
+        value = request.headers.get(header)
+        if value is not None and limit is not None and len(value) > limit:
+            return None
+        out[param] = value
+    return out

@@ -11,6 +11,7 @@ from app.auth.dependencies import Public, require
 from app.auth.principal import Principal
 from app.core.db import SessionDep
 from app.core.errors import ValidationFailed
+from app.core.hotroutes import HotDelivery
 from app.core.responses import FastJSONResponse
 from app.ingest import service
 from app.ingest.schemas import (
@@ -70,6 +71,10 @@ async def deliver(
     return FastJSONResponse(
         result.model_dump(), status_code=202 if result.status == "failed" else 200
     )
+
+
+# Deliveries are answered beside FastAPI's routing too (app.core.hotroutes), by this endpoint.
+HOT_DELIVERIES = [HotDelivery(deliver)]
 
 
 @router.get("/webhook-sources", response_model=list[WebhookSourceRead])
