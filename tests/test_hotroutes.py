@@ -311,15 +311,7 @@ async def test_hot_post_answers_as_the_fastapi_route_does(
         (_json(touch | {"customer_code": pooled["code"]}), rj),  # a pool customer: 403
         (_json(touch | {"staff_id": 999999}), mj),  # refused by the service: 422
     ]
-    taken: list[bool] = []
-    arguments = hotroutes._write_arguments
-
-    def counting(*args: Any) -> Any:
-        result = arguments(*args)
-        taken.append(result is not None)
-        return result
-
-    monkeypatch.setattr(hotroutes, "_write_arguments", counting)
+    taken = _taken(monkeypatch, "_write_arguments")
     statuses = []
     for body, headers in requests:
         hot = await client.post(INTERACTIONS, content=body.encode(), headers=headers)
@@ -340,6 +332,20 @@ async def test_hot_post_answers_as_the_fastapi_route_does(
         tasks = await conn.scalar(text("SELECT count(*) FROM tasks"))
     assert dict(kinds) == {"follow_up": 6, "purchase": 2}
     assert audited == 8 and tasks == 2
+
+
+def _taken(monkeypatch: pytest.MonkeyPatch, name: str) -> list[bool]:
+    """Whether each call of hotroutes' `name` let the hot route take the request (not None)."""
+    taken: list[bool] = []
+    check = getattr(hotroutes, name)
+
+    def counting(*args: Any) -> Any:
+        result = check(*args)
+        taken.append(result is not None)
+        return result
+
+    monkeypatch.setattr(hotroutes, name, counting)
+    return taken
 
 
 def _json(value: Any) -> str:
@@ -493,15 +499,7 @@ async def test_hot_delivery_answers_as_the_fastapi_route_does(
             delivery(way, "notjson", body=b'{"caller": '),  # signed, not JSON: 422
         ]
 
-    taken: list[bool] = []
-    header_arguments = hotroutes._header_arguments
-
-    def counting(*args: Any) -> Any:
-        result = header_arguments(*args)
-        taken.append(result is not None)
-        return result
-
-    monkeypatch.setattr(hotroutes, "_header_arguments", counting)
+    taken = _taken(monkeypatch, "_header_arguments")
     statuses = []
     with caplog.at_level("INFO", logger="crm.access"):
         for (path, body, headers), (plain_path, plain_body, plain_headers) in zip(
