@@ -215,7 +215,6 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
         ),
         lifespan=lifespan,
         default_response_class=FastJSONResponse,
-        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     install_error_handlers(app)
     document_problems(ops_router.routes)
