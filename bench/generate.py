@@ -668,6 +668,31 @@ async def big_table_ddl(conn: asyncpg.Connection, table: str) -> tuple[list[str]
     )
 
 
+# Written without WAL while the base is built: every customer row is written three times (the
+# load, the first classification's UPDATE, the compaction), the first classification's change
+# log (millions of rows) is then dropped. The compaction's rewrite makes customers logged
+# again (one rewrite for both); tier_changes is logged again once emptied.
+UNLOGGED_WHILE_BUILT = ("customers", "tier_changes")
+
+
+async def unlog(conn: asyncpg.Connection, big_tables: list[str]) -> list[str]:
+    """Make UNLOGGED_WHILE_BUILT unlogged. A logged table may not reference an unlogged one:
+    the other tables' foreign keys into the big tables (their own are already dropped, and
+    those tables are empty) are dropped too; returns the statements that add them back."""
+    rows = await conn.fetch(
+        "SELECT conrelid::regclass::text AS tab, conname AS name, "
+        "pg_get_constraintdef(oid) AS def FROM pg_constraint "
+        "WHERE contype = 'f' AND confrelid = ANY($1::regclass[]) "
+        "AND NOT conrelid = ANY($1::regclass[])",
+        big_tables,
+    )
+    for row in rows:
+        await conn.execute(f'ALTER TABLE {row["tab"]} DROP CONSTRAINT "{row["name"]}"')
+    for table in UNLOGGED_WHILE_BUILT:
+        await conn.execute(f"ALTER TABLE {table} SET UNLOGGED")
+    return [f'ALTER TABLE {r["tab"]} ADD CONSTRAINT "{r["name"]}" {r["def"]}' for r in rows]
+
+
 async def session(dsn: str) -> asyncpg.Connection:
     conn = await asyncpg.connect(dsn)
     await conn.execute(
@@ -1065,7 +1090,7 @@ async def rewrite_with_wrong_classes(conn: asyncpg.Connection) -> int:
     """Compact customers (one rewrite, as VACUUM FULL) storing SCRAMBLE's wrong classes on
     every live customer; return how many. An UPDATE before VACUUM FULL would write every row
     twice more (minutes at 1M); ALTER COLUMN … TYPE to the same type with USING rewrites the
-    table once and leaves its definition as it was."""
+    table once and leaves its definition as it was. The same rewrite makes it logged again."""
     # ALTER COLUMN … TYPE re-adds the columns' check constraints from their deparsed text,
     # which PostgreSQL stores in another (equivalent) form: they are re-added here from the
     # `col IN (…)` form the migrations wrote, and checked to read back exactly as before.
@@ -1092,6 +1117,7 @@ async def rewrite_with_wrong_classes(conn: asyncpg.Connection) -> int:
     await conn.execute(
         f"""
 ALTER TABLE customers
+  SET LOGGED,
   ALTER COLUMN activity TYPE {types["activity"]} USING
       CASE WHEN deleted_at IS NOT NULL THEN activity
            WHEN activity = 'active' THEN 'dormant' WHEN activity = 'dormant' THEN 'lost'
@@ -1280,6 +1306,7 @@ async def generate(
         # Dropped and rebuilt around the load: maintaining them row by row costs more, and so
         # does the first sweep's rewrite of every customer row.
         dropped = {big.table: await big_table_ddl(conn, big.table) for big in BIG_TABLES}
+        incoming = await unlog(conn, [big.table for big in BIG_TABLES])
         for big in BIG_TABLES:
             await big.load(ctx)
             t = step(big.table, t)
@@ -1303,6 +1330,7 @@ async def generate(
         )
         # The first classification of a generated base is not history: drop its change log.
         await conn.execute("TRUNCATE tier_changes")
+        await conn.execute("ALTER TABLE tier_changes SET LOGGED")  # empty: no rewrite
         t = step("classify (the app's sweep; interactions indexed meanwhile)", t)
         scrambled = 0
         # The sweep rewrote most customer rows: compact the table before the indexes exist.
@@ -1310,10 +1338,13 @@ async def generate(
             scrambled = await rewrite_with_wrong_classes(conn)
             t = step("customers: compact, with wrong classes (for the all-changed sweep)", t)
         else:
-            await conn.execute("VACUUM FULL customers")
+            await conn.execute("ALTER TABLE customers SET LOGGED")  # a rewrite: compacted
             t = step("customers: compact", t)
+        # Statistics first: validating a foreign key is a join whose plan needs them (without,
+        # merged_into's, almost all NULL, took 22 s at 1M; with, one scan).
+        await conn.execute("ANALYZE customers")
         index_defs = [d for idx, _ in dropped.values() for d in idx if d not in early]
-        fk_defs = [d for _, fks in dropped.values() for d in fks]
+        fk_defs = [d for _, fks in dropped.values() for d in fks] + incoming
         await in_parallel(dsn, sorted(index_defs, key=_biggest_first) + fk_defs, progress=progress)
         t = step("indexes and foreign keys", t)
         for big in BIG_TABLES:
@@ -1349,6 +1380,12 @@ async def generate(
             await conn.execute("VACUUM (FREEZE, ANALYZE) tier_changes")
             t = step("customers: compact after it", t)
         await conn.execute("ANALYZE")
+        unlogged = await conn.fetchval(
+            "SELECT count(*) FROM pg_class WHERE relpersistence = 'u'"
+            " AND relnamespace = 'public'::regnamespace"
+        )
+        if unlogged:
+            raise RuntimeError(f"{unlogged} relations left unlogged")
         bad = await verify_sample(conn, layout)
         if bad:
             raise RuntimeError(f"{bad} sampled rows differ from the app's search_text or phones")
