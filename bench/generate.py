@@ -1340,9 +1340,6 @@ async def generate(
         else:
             await conn.execute("ALTER TABLE customers SET LOGGED")  # a rewrite: compacted
             t = step("customers: compact", t)
-        # Statistics first: validating a foreign key is a join whose plan needs them (without,
-        # merged_into's, almost all NULL, took 22 s at 1M; with, one scan).
-        await conn.execute("ANALYZE customers")
         index_defs = [d for idx, _ in dropped.values() for d in idx if d not in early]
         fk_defs = [d for _, fks in dropped.values() for d in fks] + incoming
         await in_parallel(dsn, sorted(index_defs, key=_biggest_first) + fk_defs, progress=progress)

@@ -1383,7 +1383,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reset", action="store_true", help="regenerate the base")
     parser.add_argument("--workers", type=int, default=1, help="uvicorn workers (API and stack)")
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--duration", type=int, default=10, help="seconds per measurement")
+    parser.add_argument("--duration", type=int, default=8, help="seconds per measurement")
     parser.add_argument("--warmup", type=int, default=2, help="seconds before each measurement")
     parser.add_argument(
         "--pgbench-duration",
