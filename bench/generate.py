@@ -1138,6 +1138,18 @@ ALTER TABLE customers
     return int(await conn.fetchval("SELECT count(*) FROM customers WHERE deleted_at IS NULL"))
 
 
+async def seal_audit_log(url: str) -> int:
+    """Chain the unsealed audit rows (the app's own sealer); how many."""
+    from app.audit.service import seal_pending
+    from app.core.db import build_engine, to_async_url
+
+    engine = build_engine(to_async_url(url), get_settings())
+    try:
+        return await seal_pending(engine)
+    finally:
+        await engine.dispose()
+
+
 async def _row_updates(conn: asyncpg.Connection) -> tuple[int, int]:
     """customers' row updates and HOT updates so far, as the statistics count them (a
     backend reports its counts when its transaction ends and at the latest when it exits,
@@ -1312,12 +1324,23 @@ async def generate(
             t = step(big.table, t)
         counts = await _counts(conn)
         progress("  " + ", ".join(f"{k} {v:,}" for k, v in counts.items() if k != "customers"))
-        # The sweep only reads interactions: their indexes are built meanwhile (one connection;
-        # the sweep's statements run on another).
-        early = dropped["interactions"][0]
-        building = asyncio.create_task(
-            in_parallel(dsn, sorted(early, key=_biggest_first), workers=1, progress=progress)
+        # The sweep only reads interactions and does not touch customer_tags: their indexes,
+        # their foreign keys but those into customers (whose lock would wait for the sweep's
+        # writes) and their VACUUM are done meanwhile, on one connection (the sweep's
+        # statements run on another; its snapshot is newer than every row they freeze).
+        early_indexes = dropped["interactions"][0] + dropped["customer_tags"][0]
+        early_fks = [
+            d
+            for table in ("interactions", "customer_tags")
+            for d in dropped[table][1]
+            if "REFERENCES customers(" not in d
+        ]
+        early = (
+            sorted(early_indexes, key=_biggest_first)
+            + early_fks
+            + ["VACUUM (FREEZE) interactions", "VACUUM (FREEZE) customer_tags"]
         )
+        building = asyncio.create_task(in_parallel(dsn, early, workers=1, progress=progress))
         try:
             t0 = time.perf_counter()
             swept = await classify(url)
@@ -1331,7 +1354,10 @@ async def generate(
         # The first classification of a generated base is not history: drop its change log.
         await conn.execute("TRUNCATE tier_changes")
         await conn.execute("ALTER TABLE tier_changes SET LOGGED")  # empty: no rewrite
-        t = step("classify (the app's sweep; interactions indexed meanwhile)", t)
+        t = step("classify (the app's sweep; interactions indexed and vacuumed meanwhile)", t)
+        # The audit rows of the customers it released, chained by the app's sealer (as the
+        # running app would) on another connection while customers is compacted.
+        sealing = asyncio.create_task(seal_audit_log(url))
         scrambled = 0
         # The sweep rewrote most customer rows: compact the table before the indexes exist.
         if all_changed:
@@ -1340,12 +1366,15 @@ async def generate(
         else:
             await conn.execute("ALTER TABLE customers SET LOGGED")  # a rewrite: compacted
             t = step("customers: compact", t)
+        sealed = await sealing
         index_defs = [d for idx, _ in dropped.values() for d in idx if d not in early]
-        fk_defs = [d for _, fks in dropped.values() for d in fks] + incoming
+        fk_defs = [d for _, fks in dropped.values() for d in fks if d not in early] + incoming
         await in_parallel(dsn, sorted(index_defs, key=_biggest_first) + fk_defs, progress=progress)
-        t = step("indexes and foreign keys", t)
-        for big in BIG_TABLES:
-            await conn.execute(f"VACUUM (FREEZE, ANALYZE) {big.table}")
+        t = step(f"indexes and foreign keys ({sealed:,} audit rows sealed before)", t)
+        for table in ("customers", "tier_changes"):
+            await conn.execute(f"VACUUM (FREEZE, ANALYZE) {table}")
+        for table in ("interactions", "customer_tags"):  # vacuumed during the classification
+            await conn.execute(f"ANALYZE {table}")
         t = step("vacuum and analyze", t)
         timed: dict[str, Any] | None = None
         if all_changed:
