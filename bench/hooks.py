@@ -6,7 +6,7 @@
     bulk tag  POST /api/v1/tags/{id}/bulk with a saved segment of ~10% of the base (100,000
               customers at scale 1.0): add, the same again (no change), remove
     import    `bench.import_rate` (the real job runner, a fresh database) beside a raw COPY of
-              the same rows: 20,000 rows at scale 1.0; skipped while the endpoint is absent
+              the same rows: 100,000 rows at scale 1.0; skipped while the endpoint is absent
 
 "Changed" customers are made by storing wrong classes (activity and value tier) on them: the
 sweep computes every customer as always and writes back, and logs, only those. The all-changed
