@@ -1366,11 +1366,11 @@ async def generate(
         else:
             await conn.execute("ALTER TABLE customers SET LOGGED")  # a rewrite: compacted
             t = step("customers: compact", t)
-        sealed = await sealing
+        progress(f"  audit rows of the released customers sealed: {await sealing:,}")
         index_defs = [d for idx, _ in dropped.values() for d in idx if d not in early]
         fk_defs = [d for _, fks in dropped.values() for d in fks if d not in early] + incoming
         await in_parallel(dsn, sorted(index_defs, key=_biggest_first) + fk_defs, progress=progress)
-        t = step(f"indexes and foreign keys ({sealed:,} audit rows sealed before)", t)
+        t = step("indexes and foreign keys", t)
         for table in ("customers", "tier_changes"):
             await conn.execute(f"VACUUM (FREEZE, ANALYZE) {table}")
         for table in ("interactions", "customer_tags"):  # vacuumed during the classification
