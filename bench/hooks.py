@@ -281,7 +281,7 @@ async def import_figures(url: str, scale: float, progress: Progress) -> dict[str
     progress(
         f"   import of {rows:,} rows: {result['import_rows_per_s']:,} rows/s, raw COPY of the "
         f"same customer rows {result['raw_copy_customer_rows_per_s']:,} rows/s "
-        f"({result['import_vs_raw_customer_copy']:.0%})"
+        f"({result['import_vs_raw_customer_copy']:.1%})"
     )
     out = dict(result)
     out["job_status"] = out.pop("status")

@@ -902,7 +902,7 @@ def markdown(report: dict[str, Any]) -> str:
             f"- raw COPY of the same customer rows (binary, same indexes): "
             f"{imp['raw_copy_customer_rows_per_s']:,} rows/s; COPY of the CSV text: "
             f"{imp['raw_copy_csv_text_rows_per_s']:,} rows/s",
-            f"- import / raw COPY: **{ratio:.0%}** (target ≥ 50%: "
+            f"- import / raw COPY: **{ratio:.1%}** (target ≥ 50%: "
             f"{'ok' if ratio >= 0.5 else 'MISS'}); into a fresh database, not the base",
         ]
     elif imp:
