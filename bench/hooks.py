@@ -286,17 +286,3 @@ async def import_figures(url: str, scale: float, progress: Progress) -> dict[str
     out = dict(result)
     out["job_status"] = out.pop("status")
     return out | {"status": "measured"}
-
-
-async def measure(
-    url: str,
-    dsn: str,
-    info: BaseInfo,
-    progress: Progress,
-    all_changed: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    return {
-        "sweep": await sweep_figures(url, dsn, progress, all_changed),
-        "bulk_tag": await bulk_tag_figures(url, dsn, info, progress),
-        "import": await import_figures(url, info.scale, progress),
-    }
