@@ -647,25 +647,22 @@ def pool_values(pools: Pools, ids: dict[str, Any]) -> dict[str, Any]:
 
 async def big_table_ddl(conn: asyncpg.Connection, table: str) -> tuple[list[str], list[str]]:
     """Definitions of `table`'s non-unique indexes and foreign keys (dropped for a bulk load)."""
-    indexes = await conn.fetch(
-        "SELECT c.relname AS name, pg_get_indexdef(i.indexrelid) AS def "
-        "FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
-        "WHERE i.indrelid = $1::regclass AND NOT i.indisunique",
-        table,
+    indexes = await drop_indexes(conn, table)
+    return indexes, await drop_foreign_keys(conn, "conrelid = $1::regclass", table)
+
+
+async def drop_foreign_keys(conn: asyncpg.Connection, where: str, arg: Any) -> list[str]:
+    """Drop the foreign keys `where` (SQL over pg_constraint, `arg` as $1) selects; return the
+    statements that add them back."""
+    rows = await conn.fetch(
+        "SELECT conrelid::regclass::text AS tab, conname AS name, "
+        "pg_get_constraintdef(oid) AS def FROM pg_constraint "
+        f"WHERE contype = 'f' AND {where}",
+        arg,
     )
-    fks = await conn.fetch(
-        "SELECT conname AS name, pg_get_constraintdef(oid) AS def FROM pg_constraint "
-        "WHERE conrelid = $1::regclass AND contype = 'f'",
-        table,
-    )
-    for row in indexes:
-        await conn.execute(f'DROP INDEX "{row["name"]}"')
-    for row in fks:
-        await conn.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{row["name"]}"')
-    return (
-        [row["def"] for row in indexes],
-        [f'ALTER TABLE {table} ADD CONSTRAINT "{row["name"]}" {row["def"]}' for row in fks],
-    )
+    for row in rows:
+        await conn.execute(f'ALTER TABLE {row["tab"]} DROP CONSTRAINT "{row["name"]}"')
+    return [f'ALTER TABLE {r["tab"]} ADD CONSTRAINT "{r["name"]}" {r["def"]}' for r in rows]
 
 
 # Written without WAL while the base is built: every customer row is written three times (the
@@ -679,18 +676,12 @@ async def unlog(conn: asyncpg.Connection, big_tables: list[str]) -> list[str]:
     """Make UNLOGGED_WHILE_BUILT unlogged. A logged table may not reference an unlogged one:
     the other tables' foreign keys into the big tables (their own are already dropped, and
     those tables are empty) are dropped too; returns the statements that add them back."""
-    rows = await conn.fetch(
-        "SELECT conrelid::regclass::text AS tab, conname AS name, "
-        "pg_get_constraintdef(oid) AS def FROM pg_constraint "
-        "WHERE contype = 'f' AND confrelid = ANY($1::regclass[]) "
-        "AND NOT conrelid = ANY($1::regclass[])",
-        big_tables,
+    incoming = await drop_foreign_keys(
+        conn, "confrelid = ANY($1::regclass[]) AND NOT conrelid = ANY($1::regclass[])", big_tables
     )
-    for row in rows:
-        await conn.execute(f'ALTER TABLE {row["tab"]} DROP CONSTRAINT "{row["name"]}"')
     for table in UNLOGGED_WHILE_BUILT:
         await conn.execute(f"ALTER TABLE {table} SET UNLOGGED")
-    return [f'ALTER TABLE {r["tab"]} ADD CONSTRAINT "{r["name"]}" {r["def"]}' for r in rows]
+    return incoming
 
 
 async def session(dsn: str) -> asyncpg.Connection:
