@@ -56,8 +56,13 @@ def configure_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # uvicorn's access log prints full query strings, which can carry phone numbers.
-    logging.getLogger("uvicorn.access").disabled = True
+    # uvicorn's access log prints full query strings, which can carry phone numbers. Not
+    # propagating either: uvicorn builds each request's line (quoting its path) whenever the
+    # logger has a handler up its tree, disabled or not (`hasHandlers()`, read per connection).
+    access = logging.getLogger("uvicorn.access")
+    access.disabled = True
+    access.propagate = False
+    access.handlers[:] = []
     for name in ("uvicorn", "uvicorn.error"):
         lg = logging.getLogger(name)
         lg.handlers[:] = []

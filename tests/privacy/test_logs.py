@@ -9,7 +9,7 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.auth.permissions import Role
-from app.core.logging import JsonFormatter
+from app.core.logging import JsonFormatter, configure_logging
 from tests.factories import DEFAULT_PASSWORD, make_user
 
 PII = ["13812345678", "zhang.san@example.cn", "张三丰", "11010519491231002X"]
@@ -59,3 +59,19 @@ async def test_logs_and_problem_bodies_hold_no_pii(client: httpx.AsyncClient, en
         assert value not in logged, value
         for body in bodies:
             assert value not in body, (value, body)
+
+
+def test_uvicorn_builds_no_access_line_of_its_own() -> None:
+    """uvicorn's access line carries the raw path and query string (phone numbers, names):
+    after configure_logging its logger has no handler to reach, so uvicorn never builds it."""
+    root = logging.getLogger()
+    access = logging.getLogger("uvicorn.access")
+    saved = (root.handlers[:], root.level, access.disabled, access.propagate, access.handlers[:])
+    try:
+        access.addHandler(logging.NullHandler())  # as uvicorn's own log config leaves it
+        configure_logging("INFO")
+        assert root.handlers  # our JSON lines still go out
+        assert not access.hasHandlers()  # what uvicorn checks before building its line
+    finally:
+        root.handlers[:], level, access.disabled, access.propagate, access.handlers[:] = saved
+        root.setLevel(level)
