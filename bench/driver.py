@@ -14,7 +14,8 @@ import random
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,6 +23,17 @@ from urllib.parse import urlsplit
 from bench.capture import Request
 from bench.generate import DELETED_AT, DELETED_EVERY
 from bench.workload import Scenario
+
+# The percentiles at which each run reports its latency: every whole one, then finer in the
+# tail, so that several runs' distributions combine into one p50 and p99 (`combine`). Each point
+# stands for the requests between the percentile before it and its own.
+GRID = (
+    *(float(p) for p in range(1, 100)),
+    *(99 + i / 10 for i in range(1, 10)),
+    99.95,
+    99.99,
+    100.0,
+)
 
 
 @dataclass
@@ -33,6 +45,45 @@ class LoadResult:
     p99_ms: float
     errors: int  # non-2xx answers, timeouts, connection errors
     driver: str
+    # The latency (ms) at each percentile of GRID: for `combine`, not reported.
+    quantiles_ms: tuple[float, ...] = field(default=(), repr=False)
+
+
+def combine(results: Sequence[LoadResult]) -> LoadResult:
+    """Several runs of the same load as one: requests, time and errors added up, p50 and p99
+    of all their requests together (each run's latencies weighted by its request count)."""
+    if len(results) == 1:
+        return results[0]
+    points: list[tuple[float, float]] = []  # (latency, requests it stands for)
+    for r in results:
+        if len(r.quantiles_ms) != len(GRID):
+            raise ValueError("a run without its latency percentiles cannot be combined")
+        below = 0.0
+        for p, latency in zip(GRID, r.quantiles_ms, strict=True):
+            points.append((latency, (p - below) / 100 * r.requests))
+            below = p
+    points.sort()
+    total = sum(w for _, w in points)
+
+    def percentile(q: float) -> float:
+        reached = 0.0
+        for latency, weight in points:
+            reached += weight
+            if reached >= q / 100 * total * (1 - 1e-9):
+                return latency
+        return points[-1][0] if points else 0.0
+
+    requests = sum(r.requests for r in results)
+    seconds = sum(r.seconds for r in results)
+    return LoadResult(
+        requests=requests,
+        seconds=round(seconds, 2),
+        rps=requests / seconds if seconds else 0.0,
+        p50_ms=percentile(50),
+        p99_ms=percentile(99),
+        errors=sum(r.errors for r in results),
+        driver=results[0].driver,
+    )
 
 
 def find_wrk(install: bool = True) -> str | None:
@@ -75,18 +126,27 @@ def _lua(value: Any) -> str:
     raise TypeError(type(value).__name__)
 
 
-DONE = """
+DONE = (
+    """
 done = function(summary, latency, requests)
   local f = io.open(os.getenv("BENCH_WRK_OUT"), "w")
   local e = summary.errors
+  local q = {}
+  for _, p in ipairs("""
+    + "{"
+    + ", ".join(repr(p) for p in GRID)
+    + "}"
+    + """) do q[#q + 1] = string.format("%d", latency:percentile(p)) end
   f:write(string.format(
-    '{"requests": %d, "duration_us": %d, "errors": %d, "p50_us": %d, "p99_us": %d}',
+    '{"requests": %d, "duration_us": %d, "errors": %d, "p50_us": %d, "p99_us": %d, '
+    .. '"quantiles_us": [%s]}',
     summary.requests, summary.duration,
     e.connect + e.read + e.write + e.status + e.timeout,
-    latency:percentile(50), latency:percentile(99)))
+    latency:percentile(50), latency:percentile(99), table.concat(q, ", ")))
   f:close()
 end
 """
+)
 
 
 def _headers(req: Request) -> dict[str, str]:
@@ -205,6 +265,7 @@ def run_wrk(
         p99_ms=data["p99_us"] / 1000,
         errors=data["errors"],
         driver="wrk",
+        quantiles_ms=tuple(us / 1000 for us in data["quantiles_us"]),
     )
 
 
@@ -285,21 +346,25 @@ async def _python_load(
     return len(latencies), errors, latencies, time.perf_counter() - started
 
 
+def percentile_ms(ordered: Sequence[float], p: float) -> float:
+    """The latency (ms) at percentile `p` of sorted latencies in seconds (0 when none)."""
+    if not ordered:
+        return 0.0
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] * 1000
+
+
 def run_python(scenario: Scenario, base_url: str, *, connections: int, seconds: int) -> LoadResult:
     count, errors, latencies, elapsed = asyncio.run(
         _python_load(scenario, base_url, connections, seconds)
     )
     latencies.sort()
-
-    def pct(p: float) -> float:
-        return latencies[min(len(latencies) - 1, int(p / 100 * len(latencies)))] * 1000
-
     return LoadResult(
         requests=count,
         seconds=round(elapsed, 2),
         rps=count / elapsed,
-        p50_ms=pct(50) if latencies else 0.0,
-        p99_ms=pct(99) if latencies else 0.0,
+        p50_ms=percentile_ms(latencies, 50),
+        p99_ms=percentile_ms(latencies, 99),
         errors=errors,
         driver="python",
+        quantiles_ms=tuple(percentile_ms(latencies, p) for p in GRID),
     )

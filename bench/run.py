@@ -30,9 +30,9 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -545,8 +545,12 @@ class WaitSampler:
         self._thread.join(10)
 
     def shares(self, top: int = 5) -> dict[str, float]:
-        total = sum(self.counts.values())
-        ranked = sorted(self.counts.items(), key=lambda kv: -kv[1])[:top]
+        return self.shares_of(self.counts, top)
+
+    @staticmethod
+    def shares_of(counts: dict[str, int], top: int = 5) -> dict[str, float]:
+        total = sum(counts.values())
+        ranked = sorted(counts.items(), key=lambda kv: -kv[1])[:top]
         return {k: round(v / total, 3) for k, v in ranked} if total else {}
 
 
@@ -566,7 +570,20 @@ def run_load(
     return driver.run_python(scenario, server.url, connections=connections, seconds=seconds)
 
 
-def measure_http(
+@dataclass
+class Slice:
+    """One measured run of a server: its load, and the CPU its processes and its database
+    backends used meanwhile."""
+
+    result: driver.LoadResult
+    cpu: float
+    db_cpu: float
+    waits: dict[str, int]
+    load_before: float
+    profile: dict[str, Any] | None = None
+
+
+def measure_slice(
     wrk: str | None,
     scenario: workload.Scenario,
     server: Server,
@@ -577,7 +594,7 @@ def measure_http(
     warmup: int,
     folder: Path,
     py_spy: str | None = None,
-) -> dict[str, Any]:
+) -> Slice:
     def load(secs: int) -> driver.LoadResult:
         return run_load(wrk, scenario, server, connections=connections, seconds=secs, folder=folder)
 
@@ -595,20 +612,86 @@ def measure_http(
     cpu = server.cpu_seconds() - cpu_before
     db = db_cpu.used()
     server.sample_memory()
-    requests = max(result.requests, 1)
-    row = asdict(result) | {
-        "load_avg_1m_before": round(load_before, 2),
-        # CPU the server's processes used per request: Python work, independent of waiting.
-        "cpu_ms_per_request": round(cpu * 1000 / requests, 3),
-        "cpu_utilisation": round(cpu / max(result.seconds, 1e-9), 2),
-        "db_cpu_ms_per_request": round(db * 1000 / requests, 3),
-        "db_waits": waits.shares(),
-    }
+    summary = None
     if spy:
         spy[0].wait(seconds + 30)
         if spy[1].exists():
-            row["profile"] = profile.summarise(spy[1])
+            summary = profile.summarise(spy[1])
+    return Slice(result, cpu, db, dict(waits.counts), round(load_before, 2), summary)
+
+
+def slices_row(slices: list[Slice]) -> dict[str, Any]:
+    """A server's figures over its slices: as one measurement of their summed time."""
+    result = driver.combine([s.result for s in slices])
+    requests = max(result.requests, 1)
+    cpu = sum(s.cpu for s in slices)
+    waits: dict[str, int] = {}
+    for s in slices:
+        for k, n in s.waits.items():
+            waits[k] = waits.get(k, 0) + n
+    row = {k: v for k, v in asdict(result).items() if k != "quantiles_ms"}
+    row |= {
+        "load_avg_1m_before": slices[0].load_before,
+        # CPU the server's processes used per request: Python work, independent of waiting.
+        "cpu_ms_per_request": round(cpu * 1000 / requests, 3),
+        "cpu_utilisation": round(cpu / max(result.seconds, 1e-9), 2),
+        "db_cpu_ms_per_request": round(sum(s.db_cpu for s in slices) * 1000 / requests, 3),
+        "db_waits": WaitSampler.shares_of(waits),
+    }
+    if len(slices) > 1:
+        row["slices_rps"] = [round(s.result.rps, 1) for s in slices]
+    profiled = next((s.profile for s in slices if s.profile), None)
+    if profiled:
+        row["profile"] = profiled
     return row
+
+
+def mirrored(servers: Sequence[Server], rounds: int) -> list[Server]:
+    """The order of the slices: the servers, then the same backwards, and so on (A B B A for two
+    servers, two rounds), so a machine drifting steadily over the measurement (a VM's CPU,
+    the database's caches and WAL) weighs on each server's slices alike."""
+    order: list[Server] = []
+    for r in range(rounds):
+        order += servers if r % 2 == 0 else list(reversed(servers))
+    return order
+
+
+def measure_servers(
+    wrk: str | None,
+    scenario: workload.Scenario,
+    servers: Sequence[Server],
+    *,
+    touched: TouchedState,
+    rounds: int,
+    dsn: str,
+    connections: int,
+    seconds: int,
+    warmup: int,
+    folder: Path,
+    py_spy: str | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Each server's figures for `seconds` of load, taken as `rounds` slices in mirrored order
+    (`mirrored`), each slice after the written-to rows are put back and a warm-up; py-spy
+    (when given) samples the first server's first slice."""
+    slice_seconds = max(1, round(seconds / rounds))
+    taken: dict[str, list[Slice]] = {s.name: [] for s in servers}
+    for server in mirrored(servers, rounds):
+        touched.restore()
+        first = server is servers[0] and not taken[server.name]
+        taken[server.name].append(
+            measure_slice(
+                wrk,
+                scenario,
+                server,
+                dsn=dsn,
+                connections=connections,
+                seconds=slice_seconds,
+                warmup=warmup,
+                folder=folder,
+                py_spy=py_spy if first else None,
+            )
+        )
+    return {name: slices_row(slices) for name, slices in taken.items()}
 
 
 def measure_pgbench(
@@ -666,6 +749,18 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return None if not a or not b else a / b
 
 
+def _measurement_text(env: dict[str, Any]) -> str:
+    rounds = env.get("rounds") or 1
+    if rounds == 1:
+        return f"{env['seconds']} s per measurement after {env['warmup']} s warm-up "
+    return (
+        f"{env['seconds']} s per measurement, taken as {rounds} slices of "
+        f"{max(1, round(env['seconds'] / rounds))} s in mirrored order "
+        f"({', '.join(env['slice_order'])}: a drift of the machine weighs on each alike), "
+        f"each after {env['warmup']} s warm-up with the written-to rows put back "
+    )
+
+
 def markdown(report: dict[str, Any]) -> str:
     env, rows = report["environment"], report["endpoints"]
     out = [
@@ -674,10 +769,10 @@ def markdown(report: dict[str, Any]) -> str:
         f"`{report['command']}` — commit `{env['commit']}`, scale {env['scale']} "
         f"({env['customers']:,} customers), {env['cores']} cores, {env['postgres']}, "
         f"{env['workers']} uvicorn worker(s), {env['connections']} connections, "
-        f"{env['seconds']} s per measurement after {env['warmup']} s warm-up "
+        + _measurement_text(env)
         + (
-            f"(pgbench: {env['pgbench_seconds']} s, no warm-up: each follows the stack app's "
-            "run of the same statements), "
+            f"(pgbench: {env['pgbench_seconds']} s, no warm-up: each follows the servers' "
+            "runs of the same statements), "
             if env.get("pgbench_seconds")
             else f"(pgbench: {env['pgbench_warmup']}), "
             if env.get("pgbench_warmup")
@@ -724,6 +819,7 @@ def markdown(report: dict[str, Any]) -> str:
             f"\n{extra['title']}: {_f(extra['rps'], 0)} tps, p50 {_f(extra['p50_ms'])} ms, "
             f"p99 {_f(extra['p99_ms'])} ms ({extra['note']})"
         )
+    out += slices_table(rows)
     out += ["", "## Peak RSS", "", "| process | peak RSS MB | target |", "|---|---:|---|"]
     for proc in report["rss"]:
         ok = (
@@ -1117,6 +1213,7 @@ def run(args: argparse.Namespace) -> Path:
     endpoints: dict[str, Any] = {}
     extra: list[dict[str, Any]] = []
     profiles: dict[str, Any] = {}
+    servers = [api, stack] + ([floor] if floor else [])
     try:
         api.wait_ready()
         stack.wait_ready()
@@ -1140,25 +1237,23 @@ def run(args: argparse.Namespace) -> Path:
                     seconds=args.prime,
                     folder=folder,
                 )
-            touched.restore()
-            row["api"] = measure_http(
-                wrk, scenario, api, dsn=dsn, folder=folder, py_spy=py_spy, **common
+            figures_of = measure_servers(
+                wrk,
+                scenario,
+                servers,
+                touched=touched,
+                rounds=args.rounds,
+                dsn=dsn,
+                folder=folder,
+                py_spy=py_spy,
+                **common,
             )
-            say(f"   api     {_summary(row['api'])}")
-            touched.restore()
-            # A warm-up of its own too, though primed: without one (a trial, 12-07 05:43) the
-            # stack app's p99s rose (get 79 ms against 11-16 in the runs before, interaction
-            # 228 against 93-113), the prime being 12 s before.
-            row["stack"] = measure_http(wrk, scenario, stack, dsn=dsn, folder=folder, **common)
-            say(f"   stack   {_summary(row['stack'])}")
-            if floor:
-                touched.restore()
-                row["framework"] = measure_http(
-                    wrk, scenario, floor, dsn=dsn, folder=folder, **common
-                )
-                say(f"   floor   {_summary(row['framework'])}")
-            # No warmup of its own: the stack app ran the same statements on the same base for
-            # warmup + duration seconds just before (pgbench's connections are new either way).
+            for key, server in (("api", api), ("stack", stack), ("framework", floor)):
+                if server is not None:
+                    row[key] = figures_of[server.name]
+                    say(f"   {server.name:<9} {_summary(row[key])}")
+            # No warmup of its own: the servers ran the same statements on the same base just
+            # before (pgbench's connections are new either way).
             touched.restore()
             row["pgbench"] = measure_pgbench(
                 exe,
@@ -1221,6 +1316,8 @@ def run(args: argparse.Namespace) -> Path:
             "workers": args.workers,
             "connections": args.connections,
             "seconds": args.duration,
+            "rounds": args.rounds,
+            "slice_order": [s.name for s in mirrored(servers, args.rounds)],
             "warmup": args.warmup,
             "prime": args.prime,
             "pgbench_seconds": args.pgbench_duration,
@@ -1306,10 +1403,37 @@ def framework_floor(rows: dict[str, Any]) -> list[str]:
 
 
 def _summary(r: dict[str, Any]) -> str:
+    slices = r.get("slices_rps")
     return (
         f"{r['rps']:8.0f}/s  p50 {r['p50_ms']:6.1f} ms  p99 {r['p99_ms']:6.1f} ms  "
         f"errors {r['errors']}"
+        + (f"  (slices {', '.join(f'{x:.0f}' for x in slices)})" if slices else "")
     )
+
+
+def slices_table(rows: dict[str, Any]) -> list[str]:
+    """Each slice's req/s and each round's API/stack: how steady the machine was meanwhile."""
+    if not any("slices_rps" in row["api"] for row in rows.values()):
+        return []
+    out = [
+        "",
+        "## Slices",
+        "",
+        "Each server's req/s in each of its slices (in the order each ran), and API/stack of "
+        "each round (the API's slice against the stack app's of the same round): how far the "
+        "machine drifted while an endpoint was measured.",
+        "",
+        "| endpoint | API slices req/s | stack slices req/s | API/stack by round |",
+        "|---|---|---|---|",
+    ]
+    for name, row in rows.items():
+        api, stack = row["api"].get("slices_rps") or [], row["stack"].get("slices_rps") or []
+        rounds = [_ratio(a, b) for a, b in zip(api, stack, strict=False)]
+        out.append(
+            f"| {name} | {', '.join(_f(x, 0) for x in api)} "
+            f"| {', '.join(_f(x, 0) for x in stack)} | {', '.join(_f(x, 2) for x in rounds)} |"
+        )
+    return out
 
 
 def _role(server: Server, pid: int) -> str:
@@ -1410,7 +1534,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=1, help="uvicorn workers (API and stack)")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--duration", type=int, default=8, help="seconds per measurement")
-    parser.add_argument("--warmup", type=int, default=2, help="seconds before each measurement")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        help="slices each server's measurement is taken in, in mirrored order (API, stack, "
+        "stack, API for 2)",
+    )
+    parser.add_argument("--warmup", type=int, default=1, help="seconds of load before each slice")
     parser.add_argument(
         "--pgbench-duration",
         type=int,
