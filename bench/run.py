@@ -640,6 +640,7 @@ def slices_row(slices: list[Slice]) -> dict[str, Any]:
     }
     if len(slices) > 1:
         row["slices_rps"] = [round(s.result.rps, 1) for s in slices]
+        row["slices_p99_ms"] = [round(s.result.p99_ms, 1) for s in slices]
     profiled = next((s.profile for s in slices if s.profile), None)
     if profiled:
         row["profile"] = profiled
@@ -1407,7 +1408,12 @@ def _summary(r: dict[str, Any]) -> str:
     return (
         f"{r['rps']:8.0f}/s  p50 {r['p50_ms']:6.1f} ms  p99 {r['p99_ms']:6.1f} ms  "
         f"errors {r['errors']}"
-        + (f"  (slices {', '.join(f'{x:.0f}' for x in slices)})" if slices else "")
+        + (
+            f"  (slices {', '.join(f'{x:.0f}' for x in slices)}/s, p99 "
+            f"{', '.join(f'{x:.1f}' for x in r['slices_p99_ms'])} ms)"
+            if slices
+            else ""
+        )
     )
 
 
@@ -1541,7 +1547,9 @@ def main(argv: list[str] | None = None) -> None:
         help="slices each server's measurement is taken in, in mirrored order (API, stack, "
         "stack, API for 2)",
     )
-    parser.add_argument("--warmup", type=int, default=1, help="seconds of load before each slice")
+    # 2 s: with 1 s the API's get p99 came out at 40-48 ms in each slice, 20-26 ms with 2 s (the
+    # stack app's 13-17 either way; 12-07 14:50).
+    parser.add_argument("--warmup", type=int, default=2, help="seconds of load before each slice")
     parser.add_argument(
         "--pgbench-duration",
         type=int,
@@ -1552,7 +1560,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--prime",
         type=int,
-        default=5,
+        default=3,
         help="seconds of the stack app's load on each endpoint before the API is measured",
     )
     parser.add_argument(
