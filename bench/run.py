@@ -1429,15 +1429,21 @@ def slices_table(rows: dict[str, Any]) -> list[str]:
         "each round (the API's slice against the stack app's of the same round): how far the "
         "machine drifted while an endpoint was measured.",
         "",
-        "| endpoint | API slices req/s | stack slices req/s | API/stack by round |",
-        "|---|---|---|---|",
+        "| endpoint | API slices req/s | stack slices req/s | API/stack by round "
+        "| API slices p99 ms | stack slices p99 ms |",
+        "|---|---|---|---|---|---|",
     ]
+
+    def cells(values: Sequence[float | None], digits: int) -> str:
+        return " / ".join(_f(x, digits) for x in values)
+
     for name, row in rows.items():
         api, stack = row["api"].get("slices_rps") or [], row["stack"].get("slices_rps") or []
         rounds = [_ratio(a, b) for a, b in zip(api, stack, strict=False)]
         out.append(
-            f"| {name} | {', '.join(_f(x, 0) for x in api)} "
-            f"| {', '.join(_f(x, 0) for x in stack)} | {', '.join(_f(x, 2) for x in rounds)} |"
+            f"| {name} | {cells(api, 0)} | {cells(stack, 0)} | {cells(rounds, 2)} "
+            f"| {cells(row['api'].get('slices_p99_ms') or [], 1)} "
+            f"| {cells(row['stack'].get('slices_p99_ms') or [], 1)} |"
         )
     return out
 
