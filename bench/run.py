@@ -448,14 +448,14 @@ class TouchedState:
 
 
 class BackendCpu:
-    """CPU used by the PostgreSQL backends serving one client (by application_name).
+    """CPU used by the PostgreSQL backends of some clients (by application_name).
 
     Backends that close during a measurement take their CPU with them, so this can only
     undercount; the pools here keep their connections.
     """
 
-    def __init__(self, dsn: str, application: str) -> None:
-        self.dsn, self.application = dsn, application
+    def __init__(self, dsn: str, *applications: str) -> None:
+        self.dsn, self.applications = dsn, list(applications)
         self.pids = self._pids()
         self.before = self._snapshot()
         self.latest: dict[int, float] = dict(self.before)
@@ -466,8 +466,8 @@ class BackendCpu:
             try:
                 rows = await conn.fetch(
                     "SELECT pid FROM pg_stat_activity "
-                    "WHERE application_name = $1 AND datname = current_database()",
-                    self.application,
+                    "WHERE application_name = ANY($1::text[]) AND datname = current_database()",
+                    self.applications,
                 )
                 return [r[0] for r in rows]
             finally:
@@ -594,7 +594,12 @@ def measure_slice(
     warmup: int,
     folder: Path,
     py_spy: str | None = None,
+    idle: Sequence[str] = (),
 ) -> Slice:
+    """`idle`: the application names of the servers not under load, whose backends' CPU counts
+    as this server's too (the API's audit sealer, running every second whether or not the API
+    is measured, chains the audit rows the stack app's requests write: their work)."""
+
     def load(secs: int) -> driver.LoadResult:
         return run_load(wrk, scenario, server, connections=connections, seconds=secs, folder=folder)
 
@@ -606,7 +611,7 @@ def measure_slice(
         spy = (profile.start(py_spy, server.workers()[0].pid, seconds, out), out)
     load_before = os.getloadavg()[0]
     cpu_before = server.cpu_seconds()
-    db_cpu = BackendCpu(dsn, server.application)
+    db_cpu = BackendCpu(dsn, server.application, *idle)
     with WaitSampler(dsn, server.application) as waits:
         result = load(seconds)
     cpu = server.cpu_seconds() - cpu_before
@@ -690,6 +695,7 @@ def measure_servers(
                 warmup=warmup,
                 folder=folder,
                 py_spy=py_spy if first else None,
+                idle=[s.application for s in servers if s is not server],
             )
         )
     return {name: slices_row(slices) for name, slices in taken.items()}
@@ -705,7 +711,9 @@ def measure_pgbench(
     seconds: int,
     warmup: int,
     folder: Path,
+    idle: Sequence[str] = (),
 ) -> dict[str, Any]:
+    """`idle`: as for `measure_slice`, the servers' application names."""
     scripts, defines = pgbench.write_scripts(endpoint, folder / "pgbench", layout)
     threads = min(connections, os.cpu_count() or 1)
     kw: dict[str, Any] = {"clients": connections, "threads": threads}
@@ -714,7 +722,7 @@ def measure_pgbench(
     load_before = os.getloadavg()[0]
     for attempt in range(3):
         with WaitSampler(dsn, "pgbench") as waits:
-            r, db = BackendCpu(dsn, "pgbench").used_while(
+            r, db = BackendCpu(dsn, "pgbench", *idle).used_while(
                 lambda: pgbench.run(
                     exe, dsn, scripts, defines, seconds=seconds, log_dir=folder / "pgb-log", **kw
                 )
@@ -839,7 +847,9 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         "CPU time used during the measurement divided by the requests served: the server's "
         "own processes (Python work, whatever the waiting), and the PostgreSQL backends "
-        "serving it (same SQL, so these should match across the three). stack/API is the "
+        "serving it (same SQL, so these should match across the three), counting the "
+        "backends of the servers not under load too (the API's audit sealer chains every "
+        "writer's audit rows, the stack app's and pgbench's as well as its own). stack/API is the "
         "throughput ratio to expect where the API process is the bottleneck; unlike req/s it "
         "does not depend on how much of the shared cores the process got while measured.",
         "",
@@ -1262,6 +1272,7 @@ def run(args: argparse.Namespace) -> Path:
                 plan[name],
                 layout,
                 folder=folder,
+                idle=[s.application for s in servers],
                 **(common | {"warmup": 0, "seconds": args.pgbench_duration}),
             )
             say(f"   pgbench {_summary(row['pgbench'])}")
