@@ -1564,8 +1564,9 @@ def main(argv: list[str] | None = None) -> None:
         help="slices each server's measurement is taken in, in mirrored order (API, stack, "
         "stack, API for 2)",
     )
-    # 2 s: with 1 s the API's get p99 came out at 40-48 ms in each slice, 20-26 ms with 2 s (the
-    # stack app's 13-17 either way; 12-07 14:50).
+    # 2 s before every slice, the stack app's too: with 1 s the API's get p99 came out at
+    # 40-48 ms in each slice, 20-26 ms with 2 s (the stack app's 13-17 either way; 12-07
+    # 14:50); with none for the stack app (12-07 05:43) its p99s rose (get 79 ms against 11-16).
     parser.add_argument("--warmup", type=int, default=2, help="seconds of load before each slice")
     parser.add_argument(
         "--pgbench-duration",
@@ -1606,6 +1607,8 @@ def main(argv: list[str] | None = None) -> None:
         "never checked",
     )
     args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     if args.pgbench_duration is None:
         args.pgbench_duration = max(1, args.duration // 2)
     run(args)
