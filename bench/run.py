@@ -1564,10 +1564,11 @@ def main(argv: list[str] | None = None) -> None:
         help="slices each server's measurement is taken in, in mirrored order (API, stack, "
         "stack, API for 2)",
     )
-    # 2 s before every slice, the stack app's too: with 1 s the API's get p99 came out at
-    # 40-48 ms in each slice, 20-26 ms with 2 s (the stack app's 13-17 either way; 12-07
-    # 14:50); with none for the stack app (12-07 05:43) its p99s rose (get 79 ms against 11-16).
-    parser.add_argument("--warmup", type=int, default=2, help="seconds of load before each slice")
+    # Before every slice, the stack app's too: without one (12-07 05:43) its p99s rose (get
+    # 79 ms against 11-16). 1 s is enough since the stack app keeps its idle connections
+    # (bench/stack_app.py): while it closed them 2 s after its slice, the API's get p99 came out
+    # at 35-50 ms after 1 s of warm-up, 19-26 after 2 s (the close fell in the warm-up).
+    parser.add_argument("--warmup", type=int, default=1, help="seconds of load before each slice")
     parser.add_argument(
         "--pgbench-duration",
         type=int,

@@ -160,8 +160,11 @@ class StackApp:
             max_size=self.pool_size,
             init=_init,
             reset=_no_reset,
-            # Give idle connections back soon: the server is shared with pgbench's.
-            max_inactive_connection_lifetime=2,
+            # Idle connections are kept, as the API's pool keeps them. Closing them after 2 s
+            # idle (until 12-07) made 20 backends exit at once while the API was measured
+            # next (its get p99 35-50 ms against 11-27 without, 12-07 15:20). With the floor
+            # app's 20 and pgbench's 32 that is 92 connections: under max_connections 100.
+            max_inactive_connection_lifetime=0,
             server_settings={"application_name": application_name},
         )
 
