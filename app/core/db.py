@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase
 
 from app.core.config import Settings
+from app.core.rawsql import PooledReader
 
 log = logging.getLogger(__name__)
 
@@ -223,8 +224,9 @@ async def get_read_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session, scope="function")]
 
-# What a read-only repository function runs on: a session, or a bare connection.
-Reader = AsyncSession | AsyncConnection
+# What a read-only repository function runs on: a session, a bare connection, or a hot read's
+# pooled connection (`pooled_read`).
+Reader = AsyncSession | AsyncConnection | PooledReader
 
 
 async def get_read_connection(request: Request) -> AsyncIterator[AsyncConnection]:
@@ -239,6 +241,13 @@ def read_connection(engine: AsyncEngine) -> AsyncConnection:
     """A pooled connection in autocommit, to use as `async with` (what `ReadConnectionDep`
     gives a route; the hot reads take theirs here)."""
     return _readers(engine)[0].connect()
+
+
+def pooled_read(engine: AsyncEngine) -> PooledReader:
+    """A pooled connection for one hot read, used as `async with`: autocommit like
+    `read_connection`'s, without the SQLAlchemy Connection around it until one is needed
+    (`rawsql.PooledReader`)."""
+    return PooledReader(_readers(engine)[0])
 
 
 ReadConnectionDep = Annotated[AsyncConnection, Depends(get_read_connection, scope="function")]

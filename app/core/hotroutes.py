@@ -39,7 +39,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.auth.dependencies import authorize, bearer_token
 from app.auth.principal import Principal
-from app.core.db import get_read_connection, get_write_connection, read_connection
+from app.core.db import get_read_connection, get_write_connection, pooled_read
 from app.core.errors import AppError
 
 # What a hot read runs: the same function its FastAPI route calls.
@@ -390,8 +390,7 @@ class HotRouteMiddleware:
             principal: Principal = authorize(
                 bearer_token(request.headers.get("authorization")), read.scope
             )
-            conn: AsyncConnection
-            async with read_connection(scope["app"].state.engine) as conn:
+            async with pooled_read(scope["app"].state.engine) as conn:
                 return await read.serve(conn, principal, **params)
 
         await _respond(answer, request, scope, receive, send)

@@ -6,11 +6,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Response
 from fastapi.responses import Response as RawResponse
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.auth.dependencies import require
 from app.auth.principal import Principal
-from app.core.db import ReadConnectionDep, SessionDep, WriteConnectionDep
+from app.core.db import ReadConnectionDep, Reader, SessionDep, WriteConnectionDep
 from app.core.hotroutes import HotRead
 from app.core.responses import FastJSONResponse
 from app.customers import service
@@ -104,7 +103,7 @@ async def get_customer(
     return await read_customer(session, principal, code)
 
 
-async def read_customer(conn: AsyncConnection, principal: Principal, code: str) -> Response:
+async def read_customer(conn: Reader, principal: Principal, code: str) -> Response:
     row = await service.get(conn, principal, code)
     return _with_etag(service.to_public(row, principal))
 
