@@ -61,6 +61,37 @@ async def test_deadlock_and_serialization_failure_are_retried(
     assert await _count(engine) == 1
 
 
+@pytest.mark.parametrize("declared", [{}, {"content-length": "0"}])
+async def test_a_read_that_lost_its_connection_is_run_again(
+    client: httpx.AsyncClient,
+    engine: AsyncEngine,
+    monkeypatch: pytest.MonkeyPatch,
+    declared: dict[str, str],
+):
+    """A GET carries no body (none declared, or a length of 0): it is not read up front, its
+    retry is handed the same empty body, and it answers as if nothing had happened."""
+    m = await make_user(engine, role=Role.manager)
+    created = await client.post("/api/v1/customers", json={"name": "重读客户"}, headers=m.headers)
+    code = created.json()["code"]
+    real = customers_repo.get
+    calls = {"n": 0}
+
+    async def flaky(session: Any, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            error = DBAPIError("SELECT ...", {}, _PgError("08006"))
+            error.connection_invalidated = True
+            raise error
+        return await real(session, *args, **kwargs)
+
+    monkeypatch.setattr(customers_repo, "get", flaky)
+    r = await client.get(f"/api/v1/customers/{code}", headers={**m.headers, **declared})
+    assert r.status_code == 200, r.text
+    assert r.json()["name"] == "重读客户"
+    assert "x-crm-retryable" not in r.headers
+    assert calls["n"] == 2
+
+
 async def test_retries_are_bounded(
     client: httpx.AsyncClient, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
 ):
@@ -74,6 +105,7 @@ async def test_retries_are_bounded(
     monkeypatch.setattr(customers_repo, "insert_with_code", always)
     r = await client.post("/api/v1/customers", json={"name": "x"}, headers=m.headers)
     assert r.status_code == 503 and r.headers["retry-after"]
+    assert "x-crm-retryable" not in r.headers  # the marker never leaves the process
     assert r.headers["content-type"] == "application/problem+json"
     assert calls["n"] == get_settings().db_retry_attempts
     assert await _count(engine) == 0
@@ -338,3 +370,41 @@ async def test_a_whole_base_recompute_has_its_own_longer_timeout(
             assert sweeps == 0
     finally:
         await other.dispose()
+
+
+@pytest.mark.parametrize(
+    ("headers", "body"),
+    [([], b""), ([(b"content-length", b"0")], b""), ([(b"content-length", b"5")], b"hello")],
+)
+async def test_every_attempt_receives_the_request_body(
+    headers: list[tuple[bytes, bytes]], body: bytes
+):
+    """The retried app reads the same body as the first attempt: a declared one is read up
+    front and replayed; without one, each attempt is handed an empty body (never the server's
+    next message, which after the body is a disconnect)."""
+    from app.core.resilience import RETRY_HEADER, ResilienceMiddleware
+
+    received: list[dict[str, Any]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        received.append(await receive())
+        marker = [(RETRY_HEADER, b"1")] if len(received) == 1 else []
+        await send({"type": "http.response.start", "status": 200, "headers": marker})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    server = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive() -> dict[str, Any]:
+        return server.pop(0) if server else {"type": "http.disconnect"}
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    middleware = ResilienceMiddleware(app, timeout=5, attempts=3)
+    scope = {"type": "http", "method": "POST", "path": "/x", "headers": headers}
+    await middleware(scope, receive, send)
+    expected = {"type": "http.request", "body": body, "more_body": False}
+    assert received == [expected, expected]
+    assert [m.get("status") for m in sent] == [200, None] and sent[0]["headers"] == []

@@ -16,6 +16,9 @@ log = logging.getLogger(__name__)
 # Set by the DB error handler on a retryable failure; never leaves the process.
 RETRY_HEADER = b"x-crm-retryable"
 
+# What a request that declares no body receives first, on every attempt.
+_NO_BODY: Message = {"type": "http.request", "body": b"", "more_body": False}
+
 
 class ResilienceMiddleware:
     def __init__(
@@ -37,22 +40,35 @@ class ResilienceMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = dict(scope.get("headers") or [])
-        replayable = not headers.get(b"content-type", b"").startswith(b"multipart/")
-        body_messages: list[Message] = []
-        if replayable:
+        # The body is read whole up front so that a retry can replay it (an upload is not
+        # replayable: it is never retried). A request that declares no body is not read at
+        # all: a replay hands the app the same empty body (most requests, every GET).
+        replayable = True
+        has_body = False
+        for name, value in scope["headers"]:
+            if name == b"content-type":
+                replayable = not value.startswith(b"multipart/")
+            elif name == b"transfer-encoding" or (name == b"content-length" and value != b"0"):
+                has_body = True
+        body_messages: list[Message] | None = None
+        if not replayable:
+            pass
+        elif has_body:
+            body_messages = []
             while True:
                 message = await receive()
                 body_messages.append(message)
                 if message["type"] != "http.request" or not message.get("more_body"):
                     break
+        else:
+            body_messages = [_NO_BODY]
         timeout = self.long_requests.get((scope["method"], scope["path"]), self.timeout)
         for attempt in range(1, self.attempts + 1):
             retry = await self._attempt(
                 scope,
                 receive,
                 send,
-                body_messages if replayable else None,
+                body_messages,
                 last=attempt == self.attempts,
                 seconds=timeout,
             )
@@ -72,37 +88,37 @@ class ResilienceMiddleware:
         seconds: float,
     ) -> bool:
         """Run the app once; True when the request should run again."""
-        replay = iter(body_messages or [])
-        state = {"retry": False, "started": False}
+        retry = started = False
+        replay = iter(body_messages) if body_messages is not None else None
 
         async def replay_receive() -> Message:
-            try:
-                return next(replay)
-            except StopIteration:
-                return await receive()
+            if replay is not None:
+                for message in replay:
+                    return dict(message)
+            return await receive()
 
         async def guarded_send(message: Message) -> None:
+            nonlocal retry, started
             if message["type"] == "http.response.start":
-                marked = any(k == RETRY_HEADER for k, _ in message.get("headers", []))
-                if marked and not last:
-                    state["retry"] = True
-                    return
-                message["headers"] = [
-                    (k, v) for k, v in message.get("headers", []) if k != RETRY_HEADER
-                ]
-                state["started"] = True
-            elif state["retry"]:
+                headers = message.get("headers", ())
+                for k, _ in headers:
+                    if k == RETRY_HEADER:
+                        if not last:
+                            retry = True
+                            return
+                        message["headers"] = [(k, v) for k, v in headers if k != RETRY_HEADER]
+                        break
+                started = True
+            elif retry:
                 return
             await send(message)
 
         try:
             async with asyncio.timeout(seconds):
-                await self.app(
-                    scope, replay_receive if body_messages is not None else receive, guarded_send
-                )
+                await self.app(scope, replay_receive, guarded_send)
         except TimeoutError:
             log.warning("request timed out", extra={"event": "timeout"})
-            if not state["started"]:
+            if not started:
                 await problem_response(
                     None,
                     status=503,
@@ -112,4 +128,4 @@ class ResilienceMiddleware:
                     headers={"Retry-After": "5"},
                 )(scope, receive, send)
             return False
-        return state["retry"]
+        return retry
