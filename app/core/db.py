@@ -229,28 +229,22 @@ ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session, scope="functi
 Reader = AsyncSession | AsyncConnection | PooledReader
 
 
-async def get_read_connection(request: Request) -> AsyncIterator[AsyncConnection]:
-    """For single-row reads that need no ORM: a pooled connection in autocommit, without
-    the Session around it (its creation, greenlet hops and close cost about a tenth of a
-    get-one request). Core statements (`execute`, `scalar`) and `rawsql.raw_fetch` run on it."""
-    async with read_connection(request.app.state.engine) as conn:
+async def get_read_connection(request: Request) -> AsyncIterator[PooledReader]:
+    """For reads that need no ORM and no transaction: a pooled connection in autocommit,
+    without the Session, or until needed the SQLAlchemy Connection, around it (`pooled_read`).
+    `rawsql.raw_fetch` and Core statements (`execute`, `scalar`) run on it."""
+    async with pooled_read(request.app.state.engine) as conn:
         yield conn
 
 
-def read_connection(engine: AsyncEngine) -> AsyncConnection:
-    """A pooled connection in autocommit, to use as `async with` (what `ReadConnectionDep`
-    gives a route; the hot reads take theirs here)."""
-    return _readers(engine)[0].connect()
-
-
 def pooled_read(engine: AsyncEngine) -> PooledReader:
-    """A pooled connection for one hot read, used as `async with`: autocommit like
-    `read_connection`'s, without the SQLAlchemy Connection around it until one is needed
-    (`rawsql.PooledReader`)."""
+    """A pooled connection in autocommit for one read, used as `async with` (what
+    `ReadConnectionDep` gives a route; the hot reads take theirs here): the SQLAlchemy
+    Connection around it is made only when needed (`rawsql.PooledReader`)."""
     return PooledReader(_readers(engine)[0])
 
 
-ReadConnectionDep = Annotated[AsyncConnection, Depends(get_read_connection, scope="function")]
+ReadConnectionDep = Annotated[PooledReader, Depends(get_read_connection, scope="function")]
 
 
 async def get_write_connection(request: Request) -> AsyncIterator[AsyncConnection]:
