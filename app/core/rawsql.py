@@ -135,8 +135,12 @@ class PooledWriter(PooledReader):
             await self._conn.commit()
             return
         adapter: Any = self.fairy.dbapi_connection
+        transaction = adapter._transaction  # begun by the first statement; None if none ran
+        if transaction is None:
+            return
         try:
-            await greenlet_spawn(adapter.commit)
+            # What the adapter's commit() awaits, without the greenlet hop to call it.
+            await adapter._call_and_discard(transaction.commit)
         except Exception as err:
             conn = await self.connection()
             _raise_as_sqlalchemy(conn, adapter, err, "COMMIT", [])
@@ -147,7 +151,9 @@ class PooledWriter(PooledReader):
             if self._conn is not None:
                 await self._conn.rollback()
             elif self.fairy is not None and self.fairy.is_valid:
-                await greenlet_spawn(self.fairy.dbapi_connection.rollback)
+                adapter: Any = self.fairy.dbapi_connection
+                if adapter._transaction is not None:
+                    await adapter._call_and_discard(adapter._transaction.rollback)
         except Exception:
             log.warning("rollback failed; the connection is discarded", exc_info=True)
             if self.fairy is not None and self.fairy.is_valid:
