@@ -102,7 +102,7 @@ class PooledReader:
 class PooledWriter(PooledReader):
     """One transaction on a pooled connection, committed when the `async with` block ends and
     rolled back when it raises: what `engine.begin()` gives, without SQLAlchemy's Connection,
-    Transaction and their greenlet hops around it (~120 µs of a write's CPU) until one is
+    Transaction and their greenlet hops around it (~80 µs of a write's CPU) until one is
     needed. Hot statements begin the transaction on the driver connection the way SQLAlchemy's
     asyncpg adapter does (its BEGIN, at the first statement), so a Connection made later (for a
     Core statement, a driver error's translation, a listener) takes that transaction over and
