@@ -51,16 +51,14 @@ class ResilienceMiddleware:
             elif name == b"transfer-encoding" or (name == b"content-length" and value != b"0"):
                 has_body = True
         body_messages: list[Message] | None = None
-        if not replayable:
-            pass
-        elif has_body:
+        if replayable and has_body:
             body_messages = []
             while True:
                 message = await receive()
                 body_messages.append(message)
                 if message["type"] != "http.request" or not message.get("more_body"):
                     break
-        else:
+        elif replayable:
             body_messages = [_NO_BODY]
         timeout = self.long_requests.get((scope["method"], scope["path"]), self.timeout)
         for attempt in range(1, self.attempts + 1):
