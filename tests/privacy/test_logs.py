@@ -75,3 +75,24 @@ def test_uvicorn_builds_no_access_line_of_its_own() -> None:
     finally:
         root.handlers[:], level, access.disabled, access.propagate, access.handlers[:] = saved
         root.setLevel(level)
+
+
+async def test_no_tracing_spans_even_with_a_tracer_provider_configured(
+    client: httpx.AsyncClient, engine: AsyncEngine, monkeypatch
+):
+    """FastAPI's native OpenTelemetry spans record the raw path and query string (a phone
+    number searched for); the app keeps them off whatever provider the process configures."""
+    from opentelemetry import trace
+
+    asked: list[str] = []
+
+    class RecordingProvider(trace.TracerProvider):
+        def get_tracer(self, name, *args, **kwargs):  # type: ignore[no-untyped-def]
+            asked.append(name)
+            return trace.NoOpTracer()
+
+    monkeypatch.setattr(trace, "get_tracer_provider", RecordingProvider)
+    m = await make_user(engine, role=Role.manager)
+    r = await client.get("/api/v1/customers", params={"q": PII[0]}, headers=m.headers)
+    assert r.status_code == 200
+    assert asked == []
