@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase
 
 from app.core.config import Settings
+from app.core.fairqueue import FairAsyncQueuePool
 from app.core.rawsql import PooledReader
 
 log = logging.getLogger(__name__)
@@ -145,6 +146,7 @@ def build_engine(url: str, settings: Settings) -> AsyncEngine:
         pool_timeout=settings.db_pool_timeout_seconds,
         connect_args=connect_args,
         json_deserializer=read_json,
+        poolclass=FairAsyncQueuePool,
     )
     install_idle_ping(engine)
     return engine
