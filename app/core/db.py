@@ -27,7 +27,7 @@ from sqlalchemy.orm import DeclarativeBase
 
 from app.core.config import Settings
 from app.core.fairqueue import FairAsyncQueuePool
-from app.core.rawsql import PooledReader, PooledWriter
+from app.core.rawsql import PooledReader
 
 log = logging.getLogger(__name__)
 
@@ -231,45 +231,44 @@ ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session, scope="functi
 Reader = AsyncSession | AsyncConnection | PooledReader
 
 
-async def get_read_connection(request: Request) -> AsyncIterator[PooledReader]:
-    """For reads that need no ORM and no transaction: a pooled connection in autocommit,
-    without the Session, or until needed the SQLAlchemy Connection, around it (`pooled_read`).
-    `rawsql.raw_fetch` and Core statements (`execute`, `scalar`) run on it."""
-    async with pooled_read(request.app.state.engine) as conn:
+async def get_read_connection(request: Request) -> AsyncIterator[AsyncConnection]:
+    """For single-row reads that need no ORM: a pooled connection in autocommit, without
+    the Session around it (its creation, greenlet hops and close cost about a tenth of a
+    get-one request). Core statements (`execute`, `scalar`) and `rawsql.raw_fetch` run on it."""
+    async with read_connection(request.app.state.engine) as conn:
         yield conn
+
+
+def read_connection(engine: AsyncEngine) -> AsyncConnection:
+    """A pooled connection in autocommit, to use as `async with` (what `ReadConnectionDep`
+    gives a route; the hot reads take theirs here)."""
+    return _readers(engine)[0].connect()
 
 
 def pooled_read(engine: AsyncEngine) -> PooledReader:
-    """A pooled connection in autocommit for one read, used as `async with` (what
-    `ReadConnectionDep` gives a route; the hot reads take theirs here): the SQLAlchemy
-    Connection around it is made only when needed (`rawsql.PooledReader`)."""
+    """A pooled connection for one hot read, used as `async with`: autocommit like
+    `read_connection`'s, without the SQLAlchemy Connection around it until one is needed
+    (`rawsql.PooledReader`)."""
     return PooledReader(_readers(engine)[0])
 
 
-ReadConnectionDep = Annotated[PooledReader, Depends(get_read_connection, scope="function")]
+ReadConnectionDep = Annotated[AsyncConnection, Depends(get_read_connection, scope="function")]
 
 
-async def get_write_connection(request: Request) -> AsyncIterator[PooledWriter]:
+async def get_write_connection(request: Request) -> AsyncIterator[AsyncConnection]:
     """One transaction per request on a bare pooled connection, for write paths whose
     statements are all Core or raw (no ORM entities): committed when the handler returns,
-    rolled back on any error, like `get_session`, without the Session (its creation, state
-    machine, greenlet hops and close: about 0.15-0.3 ms a request), or until needed the
-    SQLAlchemy Connection, around it (`pooled_write`)."""
-    async with pooled_write(request.app.state.engine) as conn:
+    rolled back on any error, like `get_session`, without the Session around it (its
+    creation, state machine, greenlet hops and close: about 0.15-0.3 ms a request)."""
+    async with request.app.state.engine.begin() as conn:
         yield conn
 
 
-def pooled_write(engine: AsyncEngine) -> PooledWriter:
-    """One transaction on a pooled connection, used as `async with` like `engine.begin()`
-    (what `WriteConnectionDep` gives a route; the hot writes take theirs here)."""
-    return PooledWriter(engine)
-
-
-WriteConnectionDep = Annotated[PooledWriter, Depends(get_write_connection, scope="function")]
+WriteConnectionDep = Annotated[AsyncConnection, Depends(get_write_connection, scope="function")]
 
 # What a write's service and repository functions run on: the request's session, or a bare
 # connection in a transaction.
-Writer = AsyncSession | AsyncConnection | PooledWriter
+Writer = AsyncSession | AsyncConnection
 
 # scope="function": the commit happens before the response is sent, so a failed commit is an
 # error answer, never a 2xx for a change that did not land.

@@ -31,6 +31,7 @@ from typing import Any
 import orjson
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
+from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette._utils import get_route_path
 from starlette.requests import Request
 from starlette.responses import Response
@@ -38,7 +39,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.auth.dependencies import authorize, bearer_token
 from app.auth.principal import Principal
-from app.core.db import get_read_connection, get_write_connection, pooled_read, pooled_write
+from app.core.db import get_read_connection, get_write_connection, pooled_read
 from app.core.errors import AppError
 
 # What a hot read runs: the same function its FastAPI route calls.
@@ -418,7 +419,8 @@ class HotRouteMiddleware:
         self._matched(write.route, scope, {})
 
         async def answer() -> Response:
-            async with pooled_write(scope["app"].state.engine) as conn:
+            conn: AsyncConnection
+            async with scope["app"].state.engine.begin() as conn:
                 arguments[write.connection] = conn
                 response: Response = await write.route.endpoint(**arguments)
                 return response

@@ -12,17 +12,13 @@ exercised by the tests of every hot route.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from types import SimpleNamespace, TracebackType
-from typing import Any, NoReturn, Self
+from typing import Any, NoReturn
 
 import orjson
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.util.concurrency import greenlet_spawn
-
-log = logging.getLogger(__name__)
 
 _RAW: dict[Any, tuple[str, tuple[str, ...], dict[str, Any], dict[str, Any]]] = {}
 # List filters combine into many statement shapes: keep the cache bounded (cleared when full).
@@ -54,7 +50,7 @@ class PooledReader:
         self.fairy: Any = None
         self._conn: AsyncConnection | None = None
 
-    async def __aenter__(self) -> Self:
+    async def __aenter__(self) -> PooledReader:
         self.fairy = await greenlet_spawn(self._checkout)
         return self
 
@@ -97,79 +93,6 @@ class PooledReader:
 
     async def scalar(self, statement: Any, parameters: Any = None) -> Any:
         return await (await self.connection()).scalar(statement, parameters)
-
-
-class PooledWriter(PooledReader):
-    """One transaction on a pooled connection, committed when the `async with` block ends and
-    rolled back when it raises: what `engine.begin()` gives, without SQLAlchemy's Connection,
-    Transaction and their greenlet hops around it (~80 µs of a write's CPU) until one is
-    needed. Hot statements begin the transaction on the driver connection the way SQLAlchemy's
-    asyncpg adapter does (its BEGIN, at the first statement), so a Connection made later (for a
-    Core statement, a driver error's translation, a listener) takes that transaction over and
-    commits or rolls it back itself.
-
-    A failed rollback leaves the connection's state unknown: it is invalidated, never reused.
-
-    Use as `async with PooledWriter(engine) as conn:`."""
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc_type is None:
-            try:
-                await self._commit()
-            except BaseException as err:
-                await asyncio.shield(self._abandon(type(err)))
-                raise
-            await super().__aexit__(None, None, None)
-        else:
-            # Shielded like AsyncConnection's close: a second cancellation must not leave the
-            # connection checked out.
-            await asyncio.shield(self._abandon(exc_type))
-
-    async def _commit(self) -> None:
-        if self._conn is not None:
-            await self._conn.commit()
-            return
-        adapter: Any = self.fairy.dbapi_connection
-        transaction = adapter._transaction  # begun by the first statement; None if none ran
-        if transaction is None:
-            return
-        try:
-            # What the adapter's commit() awaits, without the greenlet hop to call it.
-            await adapter._call_and_discard(transaction.commit)
-        except Exception as err:
-            conn = await self.connection()
-            _raise_as_sqlalchemy(conn, adapter, err, "COMMIT", [])
-
-    async def _abandon(self, exc_type: type[BaseException]) -> None:
-        """Roll back (an invalidated connection is not) and check the connection in."""
-        try:
-            if self._conn is not None:
-                await self._conn.rollback()
-            elif self.fairy is not None and self.fairy.is_valid:
-                adapter: Any = self.fairy.dbapi_connection
-                if adapter._transaction is not None:
-                    await adapter._call_and_discard(adapter._transaction.rollback)
-        except Exception:
-            log.warning("rollback failed; the connection is discarded", exc_info=True)
-            if self.fairy is not None and self.fairy.is_valid:
-                self.fairy.invalidate()
-        finally:
-            await PooledReader.__aexit__(self, exc_type, None, None)
-
-    async def connection(self) -> AsyncConnection:
-        """The pooled connection as an AsyncConnection in a transaction (made on first call):
-        the one already begun on the driver connection, if any, or one begun at its next
-        statement."""
-        if self._conn is None:
-            conn = await super().connection()
-            await conn.begin()  # SQLAlchemy's asyncpg adapter sends nothing for it
-        assert self._conn is not None
-        return self._conn
 
 
 async def connection_of(
@@ -255,10 +178,9 @@ async def _run_raw(
     conn: AsyncConnection | PooledReader, sql: str, args: list[Any], *, transactional: bool
 ) -> list[dict[str, Any]]:
     raw = await pooled_connection(conn)
-    # A PooledReader's statements run in autocommit; a PooledWriter's in its transaction.
-    autocommit = isinstance(conn, PooledReader) and not isinstance(conn, PooledWriter)
+    pooled = isinstance(conn, PooledReader)
     driver: Any = raw.driver_connection
-    if transactional and not autocommit and not driver.is_in_transaction():
+    if transactional and not pooled and not driver.is_in_transaction():
         adapter: Any = raw.dbapi_connection
         if not adapter.autocommit:
             # The BEGIN SQLAlchemy's adapter would send before its next statement.
