@@ -374,18 +374,17 @@ async def set_deleted(
 
 
 async def cooperation_of(session: Writer, customer_id: int) -> dict[str, Any] | None:
-    row = (
-        (
-            await session.execute(
-                select(C.code, C.cooperation_status, C.first_cooperation_date)
-                .where(C.id == customer_id)
-                .with_for_update()
-            )
+    """The customer's cooperation fields, its row locked (a hot statement: every deal runs it)."""
+
+    def build() -> Select[Any]:
+        return (
+            select(C.code, C.cooperation_status, C.first_cooperation_date)
+            .where(C.id == bindparam("id", None, type_=C.id.type))
+            .with_for_update()
         )
-        .mappings()
-        .first()
-    )
-    return dict(row) if row else None
+
+    rows = await raw_fetch(session, "customers.cooperation_of", build, {"id": customer_id})
+    return rows[0] if rows else None
 
 
 async def survivor_code(session: Reader, code: str) -> str | None:
