@@ -34,6 +34,7 @@ from app.core.resilience import ResilienceMiddleware
 from app.core.responses import FastJSONResponse
 from app.customers import normalize
 from app.customers.router import HOT_READS
+from app.customers.router import HOT_WRITES as CUSTOMER_HOT_WRITES
 from app.customers.router import router as customers_router
 from app.exports.router import router as exports_router
 from app.fields.router import router as fields_router
@@ -42,7 +43,7 @@ from app.imports import worker as import_worker
 from app.imports.router import router as imports_router
 from app.ingest.router import HOT_DELIVERIES
 from app.ingest.router import router as ingest_router
-from app.interactions.router import HOT_WRITES
+from app.interactions.router import HOT_WRITES as INTERACTION_HOT_WRITES
 from app.interactions.router import customer_router as customer_timeline_router
 from app.interactions.router import router as interactions_router
 from app.meta.router import router as meta_router
@@ -241,7 +242,11 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
         app.add_middleware(
             HotRouteMiddleware,
             reads=compile_hot_reads(routes, HOT_READS) if settings.hot_reads else [],
-            writes=compile_hot_writes(routes, HOT_WRITES) if settings.hot_writes else [],
+            writes=(
+                compile_hot_writes(routes, [*CUSTOMER_HOT_WRITES, *INTERACTION_HOT_WRITES])
+                if settings.hot_writes
+                else []
+            ),
             deliveries=(
                 compile_hot_deliveries(routes, HOT_DELIVERIES) if settings.hot_writes else []
             ),

@@ -10,7 +10,7 @@ from fastapi.responses import Response as RawResponse
 from app.auth.dependencies import require
 from app.auth.principal import Principal
 from app.core.db import ReadConnectionDep, Reader, SessionDep, WriteConnectionDep
-from app.core.hotroutes import HotRead
+from app.core.hotroutes import HotRead, HotWrite
 from app.core.responses import FastJSONResponse
 from app.customers import service
 from app.customers.dependencies import filter_from_query, filter_query_docs, parse_if_match
@@ -53,6 +53,10 @@ async def create_customer(
     response = _with_etag(created, 201)
     response.headers["Location"] = f"/api/v1/customers/{created['code']}"
     return response
+
+
+# Answered beside FastAPI when the request is well-formed (app.core.hotroutes).
+HOT_WRITES = [HotWrite(create_customer)]
 
 
 def _filter_parameters() -> list[dict[str, Any]]:
