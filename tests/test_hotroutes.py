@@ -241,20 +241,32 @@ def test_a_route_a_hot_read_cannot_serve_is_refused(name: str, router: APIRouter
 # ---- hot writes ---------------------------------------------------------------------------
 
 INTERACTIONS = "/api/v1/interactions"
-# Differ between two writes of the same request by design: the new rows' ids and times.
-_NEW_ROW = re.compile(r"/interactions/\d+$")
+CUSTOMERS = "/api/v1/customers"
+
+
+def _new_row(
+    r: httpx.Response, location: re.Pattern[str], keys: tuple[str, ...]
+) -> tuple[int, dict[str, str], Any]:
+    """The answer to a create without what differs between two writes of the same request by
+    design: the new row's key in its Location and body (`keys`), its times."""
+    status, headers, body = _answer(r)
+    if "location" in headers:
+        headers["location"] = location.sub("/N", headers["location"])
+    if status == 201:
+        for key in (*keys, "created_at", "updated_at"):
+            assert body.pop(key)
+    return status, headers, body
 
 
 def _written(r: httpx.Response) -> tuple[int, dict[str, str], Any]:
-    status, headers, body = _answer(r)
-    if "location" in headers:
-        headers["location"] = _NEW_ROW.sub("/interactions/N", headers["location"])
-    if status == 201:
-        for key in ("id", "created_at", "updated_at"):
-            assert body.pop(key)
-        if body["next_action"]:
-            assert body["next_action"].pop("task_id")
+    status, headers, body = _new_row(r, re.compile(r"/\d+$"), ("id",))
+    if status == 201 and body["next_action"]:
+        assert body["next_action"].pop("task_id")
     return status, headers, body
+
+
+def _created(r: httpx.Response) -> tuple[int, dict[str, str], Any]:
+    return _new_row(r, re.compile(r"/C\d+$"), ("code",))
 
 
 async def test_hot_post_answers_as_the_fastapi_route_does(
@@ -332,20 +344,6 @@ async def test_hot_post_answers_as_the_fastapi_route_does(
         tasks = await conn.scalar(text("SELECT count(*) FROM tasks"))
     assert dict(kinds) == {"follow_up": 6, "purchase": 2}
     assert audited == 8 and tasks == 2
-
-
-CUSTOMERS = "/api/v1/customers"
-_NEW_CUSTOMER = re.compile(r"/customers/C\d+$")
-
-
-def _created(r: httpx.Response) -> tuple[int, dict[str, str], Any]:
-    status, headers, body = _answer(r)
-    if "location" in headers:
-        headers["location"] = _NEW_CUSTOMER.sub("/customers/C", headers["location"])
-    if status == 201:
-        for key in ("code", "created_at", "updated_at"):
-            assert body.pop(key)
-    return status, headers, body
 
 
 async def test_hot_customer_create_answers_as_the_fastapi_route_does(
